@@ -1,0 +1,15 @@
+/** Jest runs TypeScript through swc (ts-jest does not support TypeScript 7). */
+export default {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  moduleNameMapper: { '^@middy/([^/]+)$': '<rootDir>/node_modules/@middy/$1/index.js' },
+  transform: {
+    '^.+\\.(t|j|mj)s$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
+  },
+  transformIgnorePatterns: ['/node_modules/(?!@middy/)'],
+  setupFilesAfterEnv: ['aws-cdk-lib/testhelpers/jest-autoclean'],
+  globalSetup: '<rootDir>/test/fixtures/global-setup.ts',
+  globalTeardown: '<rootDir>/test/fixtures/global-teardown.ts',
+  testTimeout: 60_000,
+};

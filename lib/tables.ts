@@ -1,0 +1,22 @@
+/**
+ * DynamoDB table layouts, shared by the CDK stack (infra/) and local mode (local/) so that both create
+ * exactly the tables the adapters in lib/ expect.
+ */
+
+/** Services table: one item per registered service, keyed by its name. */
+export const SERVICES_TABLE = {
+  partitionKey: 'name',
+} as const;
+
+/**
+ * Token cache table: one item per (service, service config version, scope).
+ * The partition key is the service name, so clearing a service's tokens is one Query plus deletes;
+ * the sort key starts with the service's config version, so a changed or re-created service never
+ * reads a token that was issued for its previous configuration.
+ */
+export const TOKEN_CACHE_TABLE = {
+  partitionKey: 'service',
+  sortKey: 'cache_key',
+  /** Epoch seconds at which DynamoDB may delete the item: token expiry minus the 60 s safety margin. */
+  ttlAttribute: 'ttl',
+} as const;
