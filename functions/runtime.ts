@@ -1,0 +1,55 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { AuthorityPolicy } from '../lib/authority';
+import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
+import { EntraTokenClient } from '../lib/entra-token-client';
+import { SecretsManagerSecretStore } from '../lib/secret-store';
+import { ServiceAdministration } from '../lib/service-admin';
+import { DynamoDbServiceRegistry } from '../lib/service-registry';
+import { DynamoDbTokenCache } from '../lib/token-cache';
+import { type BrokerEnvironment, readEnvironment } from './config';
+
+/**
+ * Everything a handler needs, built once per Lambda container (cold start) from the environment. The AWS SDK
+ * clients read `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` themselves, which is how local
+ * mode and the tests point these same production adapters at local servers.
+ */
+export interface Runtime {
+  env: BrokerEnvironment;
+  logger: Logger;
+  flow: ClientCredentialsFlow;
+  admin: ServiceAdministration;
+}
+
+/** Builds the runtime from `process.env`; throws naming every missing or malformed variable. */
+export function createRuntime(): Runtime {
+  const env = readEnvironment();
+  const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker' });
+  const dynamodb = new DynamoDBClient({});
+  const secretsManager = new SecretsManagerClient({});
+  const registry = new DynamoDbServiceRegistry({
+    client: dynamodb,
+    tableName: env.TOKEN_BROKER_SERVICES_TABLE,
+  });
+  const cache = new DynamoDbTokenCache({ client: dynamodb, tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE });
+  const secrets = new SecretsManagerSecretStore({
+    client: secretsManager,
+    kmsKeyId: env.TOKEN_BROKER_SECRET_KMS_KEY_ID,
+  });
+  const authority = new AuthorityPolicy(env.TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS);
+  const entra = new EntraTokenClient({ timeoutMs: env.TOKEN_BROKER_ENTRA_TIMEOUT_MS });
+  return {
+    env,
+    logger,
+    flow: new ClientCredentialsFlow({ registry, cache, secrets, entra, authority, logger }),
+    admin: new ServiceAdministration({
+      registry,
+      secrets,
+      cache,
+      authority,
+      logger,
+      secretPrefix: env.TOKEN_BROKER_SECRET_PREFIX,
+    }),
+  };
+}

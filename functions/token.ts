@@ -1,0 +1,44 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { MethodNotAllowedError, ValidationError } from '../lib/errors';
+import { httpErrors, jsonResponse } from '../lib/http';
+import { ServiceNameSchema } from '../lib/service-config';
+import { parseOrThrow } from '../lib/validation';
+import { createRuntime } from './runtime';
+
+const runtime = createRuntime();
+const METHODS = ['GET', 'POST', 'DELETE'];
+const QUERY_PARAMETERS = ['scope'];
+
+/** `GET|POST|DELETE /api/v2/{service}/client_credentials`: get a token, force a new one, clear the cache. */
+async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  if (!METHODS.includes(event.httpMethod)) {
+    throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, METHODS);
+  }
+  const service = parseOrThrow(ServiceNameSchema, event.pathParameters?.service, 'service');
+  const query = event.queryStringParameters ?? {};
+  const unknown = Object.keys(query).filter((k) => !QUERY_PARAMETERS.includes(k));
+  if (unknown.length > 0) throw new ValidationError(`unknown query parameter: ${unknown.join(', ')}`);
+
+  if (event.httpMethod === 'DELETE') {
+    const removed = await runtime.flow.clearTokens(service);
+    runtime.logger.info('token cache cleared', { serviceName: service, removed });
+    return jsonResponse(200, { success: true, message: 'Token cache cleared successfully.' });
+  }
+  const result = await runtime.flow.getToken(service, {
+    scope: query.scope,
+    forceRefresh: event.httpMethod === 'POST',
+  });
+  runtime.logger.info('token served', {
+    serviceName: service,
+    scope: result.body.scope,
+    cache: result.cache,
+  });
+  return jsonResponse(200, result.body);
+}
+
+export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
+  .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
+  .use(httpErrors({ logger: runtime.logger }))
+  .handler(clientCredentials);

@@ -1,0 +1,253 @@
+import * as oauth from 'oauth4webapi';
+import type { ClientCredential } from './credentials/credential';
+import {
+  type ErrorContext,
+  IdentityProviderError,
+  IdentityProviderTimeoutError,
+  IdentityProviderUnavailableError,
+} from './errors';
+
+/** One client credentials token request. */
+export interface TokenRequest {
+  /** The v2.0 token endpoint; must already have passed the AuthorityPolicy. */
+  tokenEndpoint: URL;
+  clientId: string;
+  credential: ClientCredential;
+  /** Exactly one `<resource>/.default` scope. */
+  scope: string;
+}
+
+/** A validated token from Entra, with absolute times in epoch milliseconds. */
+export interface IssuedToken {
+  accessToken: string;
+  tokenType: 'Bearer';
+  /** Lifetime Entra granted, in seconds. */
+  expiresIn: number;
+  /** Entra's proactive refresh hint (`refresh_in`), in seconds, when it sent one. */
+  refreshIn?: number;
+  /** When the request was sent: the token's lifetime is counted from here, never from when it arrived. */
+  acquiredAt: number;
+  expiresAt: number;
+}
+
+export interface EntraTokenClientOptions {
+  /** Timeout of one token request, including reading the response. */
+  timeoutMs: number;
+  now?: () => number;
+  /** Replaces global fetch (for fault injection in tests only). */
+  fetch?: typeof fetch;
+}
+
+const MAX_RETRY_AFTER_SECONDS = 3600;
+
+/** Parses Retry-After (delta seconds or HTTP date) into whole seconds, capped like MSAL does. */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (value === null || value.trim() === '') return undefined;
+  const trimmed = value.trim();
+  let seconds: number;
+  if (/^\d+$/.test(trimmed)) seconds = Number(trimmed);
+  else {
+    const at = Date.parse(trimmed);
+    if (Number.isNaN(at)) return undefined;
+    seconds = Math.ceil((at - now) / 1000);
+  }
+  return Math.min(Math.max(seconds, 0), MAX_RETRY_AFTER_SECONDS);
+}
+
+function firstLine(text: unknown): string {
+  return typeof text === 'string' ? (text.split(/\r?\n/)[0] ?? '').trim() : '';
+}
+
+function isTimeout(error: unknown): boolean {
+  // By name, not instanceof: fetch's DOMException may come from another realm.
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === 'TimeoutError' || name === 'AbortError';
+}
+
+/** Entra's JSON error body, as far as it is present. */
+interface EntraErrorBody {
+  error?: unknown;
+  error_description?: unknown;
+  error_codes?: unknown;
+  trace_id?: unknown;
+  correlation_id?: unknown;
+}
+
+function upstreamContext(status: number, body: EntraErrorBody | undefined): ErrorContext {
+  return {
+    upstream_status: status,
+    error: body?.error,
+    error_codes: body?.error_codes,
+    trace_id: body?.trace_id,
+    correlation_id: body?.correlation_id,
+  };
+}
+
+async function readJsonError(response: Response): Promise<EntraErrorBody | undefined> {
+  if (!/json/i.test(response.headers.get('content-type') ?? '')) return undefined;
+  try {
+    const body: unknown = await response.json();
+    return body !== null && typeof body === 'object' ? (body as EntraErrorBody) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Requests tokens from Entra's v2.0 token endpoint with the client credentials grant, via oauth4webapi, and
+ * turns every way that can go wrong into a named IdentityProvider* error. Response fields are validated
+ * before a token is returned, so nothing invalid is ever cached.
+ */
+export class EntraTokenClient {
+  private readonly timeoutMs: number;
+  private readonly now: () => number;
+  private readonly fetchImpl?: typeof fetch;
+
+  constructor(options: EntraTokenClientOptions) {
+    this.timeoutMs = options.timeoutMs;
+    this.now = options.now ?? Date.now;
+    this.fetchImpl = options.fetch;
+  }
+
+  /** Sends one token request and returns the validated token, or throws an IdentityProvider* error. */
+  async requestToken(request: TokenRequest): Promise<IssuedToken> {
+    const as: oauth.AuthorizationServer = {
+      issuer: request.tokenEndpoint.origin,
+      token_endpoint: request.tokenEndpoint.href,
+    };
+    const client: oauth.Client = { client_id: request.clientId };
+    const acquiredAt = this.now();
+    const signal = AbortSignal.timeout(this.timeoutMs);
+
+    let response: Response;
+    try {
+      response = await oauth.clientCredentialsGrantRequest(
+        as,
+        client,
+        request.credential.clientAuth(),
+        { scope: request.scope },
+        {
+          signal,
+          // Plain http reaches here only for loopback hosts the operator listed (AuthorityPolicy).
+          [oauth.allowInsecureRequests]: request.tokenEndpoint.protocol === 'http:',
+          ...(this.fetchImpl ? { [oauth.customFetch]: this.fetchImpl } : {}),
+        },
+      );
+    } catch (error) {
+      throw this.transportError(error);
+    }
+
+    try {
+      return await this.readTokenResponse(as, client, response, acquiredAt);
+    } catch (error) {
+      if (error instanceof IdentityProviderError || error instanceof IdentityProviderUnavailableError)
+        throw error;
+      throw this.transportError(error);
+    }
+  }
+
+  private transportError(error: unknown): Error {
+    if (isTimeout(error)) {
+      return new IdentityProviderTimeoutError(
+        `identity provider did not answer within ${this.timeoutMs} ms`,
+        {
+          cause: error,
+        },
+      );
+    }
+    const code = (error as { cause?: { code?: unknown } })?.cause?.code;
+    const detail = typeof code === 'string' ? ` (${code})` : '';
+    return new IdentityProviderError(`could not complete the request to the identity provider${detail}`, {
+      cause: error,
+    });
+  }
+
+  private async readTokenResponse(
+    as: oauth.AuthorizationServer,
+    client: oauth.Client,
+    response: Response,
+    acquiredAt: number,
+  ): Promise<IssuedToken> {
+    const status = response.status;
+    if (status === 429 || status === 503) {
+      const body = await readJsonError(response);
+      const retryAfterSeconds = parseRetryAfter(response.headers.get('retry-after'), this.now());
+      const what =
+        typeof body?.error === 'string'
+          ? `${body.error}: ${firstLine(body.error_description)}`
+          : status === 429
+            ? 'identity provider is throttling token requests (HTTP 429)'
+            : 'identity provider is temporarily unavailable (HTTP 503)';
+      throw new IdentityProviderUnavailableError(what, {
+        retryAfterSeconds,
+        context: upstreamContext(status, body),
+      });
+    }
+
+    let result: oauth.TokenEndpointResponse;
+    try {
+      result = await oauth.processClientCredentialsResponse(as, client, response);
+    } catch (error) {
+      throw this.responseError(error, response);
+    }
+
+    if (result.token_type !== 'bearer') {
+      throw new IdentityProviderError(
+        `identity provider returned an invalid token response: token_type is "${result.token_type}", expected Bearer`,
+        { context: { upstream_status: status } },
+      );
+    }
+    const expiresIn = result.expires_in;
+    if (typeof expiresIn !== 'number' || !(expiresIn > 0)) {
+      throw new IdentityProviderError(
+        'identity provider returned an invalid token response: expires_in must be a positive number',
+        { context: { upstream_status: status } },
+      );
+    }
+    const refreshIn = Number(result.refresh_in);
+    return {
+      accessToken: result.access_token,
+      tokenType: 'Bearer',
+      expiresIn,
+      refreshIn: Number.isFinite(refreshIn) && refreshIn > 0 && refreshIn < expiresIn ? refreshIn : undefined,
+      acquiredAt,
+      expiresAt: acquiredAt + expiresIn * 1000,
+    };
+  }
+
+  private responseError(error: unknown, response: Response): Error {
+    const status = response.status;
+    if (error instanceof oauth.ResponseBodyError) {
+      const body = error.cause as EntraErrorBody;
+      return new IdentityProviderError(`${error.error}: ${firstLine(error.error_description)}`, {
+        context: upstreamContext(status, body),
+      });
+    }
+    if (error instanceof oauth.WWWAuthenticateChallengeError) {
+      return new IdentityProviderError(`identity provider rejected the client with HTTP ${status}`, {
+        context: { upstream_status: status },
+      });
+    }
+    if (error instanceof oauth.UnsupportedOperationError) {
+      // oauth4webapi accepts only bearer and DPoP token types.
+      return new IdentityProviderError(
+        'identity provider returned an invalid token response: token_type is not Bearer',
+        { context: { upstream_status: status } },
+      );
+    }
+    if (error instanceof oauth.OperationProcessingError) {
+      const contentType = response.headers.get('content-type') ?? 'no content type';
+      const problem =
+        error.code === oauth.RESPONSE_IS_NOT_CONFORM || error.code === oauth.RESPONSE_IS_NOT_JSON
+          ? `unexpected HTTP ${status} response (${contentType.split(';')[0]})`
+          : error.code === oauth.PARSE_ERROR
+            ? 'response body is not valid JSON'
+            : // oauth4webapi's messages name the field and rule, never the value (e.g. '"response" body "access_token" property must be a string').
+              error.message.replaceAll('"response" body ', '').replaceAll('"', '');
+      return new IdentityProviderError(`identity provider returned an invalid token response: ${problem}`, {
+        context: { upstream_status: status },
+      });
+    }
+    return this.transportError(error);
+  }
+}

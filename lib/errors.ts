@@ -1,0 +1,126 @@
+/**
+ * Named errors of the broker. Each class is mapped to exactly one HTTP status in `lib/http.ts`; nothing else
+ * decides status codes. Messages of these errors are written for callers: they name the problem and never
+ * contain a secret or a token. Anything that is not a BrokerError is an internal error and reaches callers only
+ * as a generic 500.
+ */
+
+/** Extra, caller-visible facts about an error (the `context` object of the error body). */
+export type ErrorContext = Record<string, unknown>;
+
+export interface BrokerErrorOptions extends ErrorOptions {
+  context?: ErrorContext;
+}
+
+/** Base class of every error whose message may be shown to the caller. */
+export class BrokerError extends Error {
+  readonly context?: ErrorContext;
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'BrokerError';
+    this.context = options?.context;
+  }
+}
+
+/** The request is malformed or names an invalid value (400). */
+export class ValidationError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'ValidationError';
+  }
+}
+
+/** The service exists but does not allow the requested grant (400). */
+export class GrantNotEnabledError extends ValidationError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'GrantNotEnabledError';
+  }
+}
+
+/** The request body is larger than the broker accepts (413). */
+export class PayloadTooLargeError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'PayloadTooLargeError';
+  }
+}
+
+/** The request body is not JSON where JSON is required (415). */
+export class UnsupportedMediaTypeError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'UnsupportedMediaTypeError';
+  }
+}
+
+/** A named thing (service, route) does not exist (404). */
+export class NotFoundError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'NotFoundError';
+  }
+}
+
+/** The route exists but not with this method (405). */
+export class MethodNotAllowedError extends BrokerError {
+  readonly allow: readonly string[];
+  constructor(message: string, allow: readonly string[], options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'MethodNotAllowedError';
+    this.allow = allow;
+  }
+}
+
+/** The service exists but is switched off (`is_active: false`) (403). */
+export class ServiceInactiveError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'ServiceInactiveError';
+  }
+}
+
+/** The thing to create exists already, or changed under a concurrent writer (409). */
+export class ConflictError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'ConflictError';
+  }
+}
+
+/** Entra answered with an error or with something that is not a valid token response (502). */
+export class IdentityProviderError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'IdentityProviderError';
+  }
+}
+
+/** Entra is throttling or temporarily unavailable (503); `retryAfterSeconds` is passed on to the caller. */
+export class IdentityProviderUnavailableError extends BrokerError {
+  readonly retryAfterSeconds?: number;
+  constructor(message: string, options?: BrokerErrorOptions & { retryAfterSeconds?: number }) {
+    super(message, options);
+    this.name = 'IdentityProviderUnavailableError';
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+  }
+}
+
+/** Entra did not answer in time (504). */
+export class IdentityProviderTimeoutError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'IdentityProviderTimeoutError';
+  }
+}
+
+/**
+ * A backing store (DynamoDB, Secrets Manager) failed. Not a BrokerError: its details stay in the log and the
+ * caller sees a generic 500 with the request id.
+ */
+export class StoreError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StoreError';
+  }
+}

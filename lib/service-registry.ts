@@ -1,0 +1,201 @@
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
+} from '@aws-sdk/client-dynamodb';
+import { ConflictError, StoreError } from './errors';
+import type { ServiceRecord } from './service-config';
+import { SERVICES_TABLE } from './tables';
+
+/** Where service configurations live. The DynamoDB adapter below is the only production implementation. */
+export interface ServiceRegistry {
+  /** The service, or undefined when no service has that name. Strongly consistent. */
+  get(name: string): Promise<ServiceRecord | undefined>;
+  /** Stores a new service; ConflictError when the name is taken. */
+  create(record: ServiceRecord): Promise<void>;
+  /** Replaces a service if its stored version is still `expectedVersion`; ConflictError otherwise. */
+  replace(record: ServiceRecord, expectedVersion: string): Promise<void>;
+  /** Deletes a service (only at `expectedVersion` when given; ConflictError otherwise). */
+  delete(name: string, expectedVersion?: string): Promise<void>;
+  /** Every service, ordered by name. */
+  list(): Promise<ServiceRecord[]>;
+}
+
+const s = (v: string): AttributeValue => ({ S: v });
+
+function toItem(r: ServiceRecord): Record<string, AttributeValue> {
+  const config: Record<string, AttributeValue> = {
+    client_id: s(r.config.client_id),
+    tenant_id: s(r.config.tenant_id),
+    grant_type: s(r.config.grant_type),
+    is_client_credentials: { BOOL: r.config.is_client_credentials },
+    scopes: s(r.config.scopes),
+  };
+  if (r.config.authority_url !== undefined) config.authority_url = s(r.config.authority_url);
+  return {
+    [SERVICES_TABLE.partitionKey]: s(r.name),
+    label: s(r.label),
+    description: s(r.description),
+    type: s(r.type),
+    is_active: { BOOL: r.is_active },
+    config: { M: config },
+    secret_arn: s(r.secret.arn),
+    version: s(r.version),
+    created_at: s(r.created_at),
+    updated_at: s(r.updated_at),
+  };
+}
+
+function fromItem(item: Record<string, AttributeValue>): ServiceRecord {
+  const str = (v: AttributeValue | undefined): string => (v && 'S' in v && v.S !== undefined ? v.S : '');
+  const config = item.config?.M ?? {};
+  const authority = config.authority_url?.S;
+  return {
+    name: str(item[SERVICES_TABLE.partitionKey]),
+    label: str(item.label),
+    description: str(item.description),
+    type: 'oauth_azure_ad',
+    is_active: item.is_active?.BOOL === true,
+    config: {
+      client_id: str(config.client_id),
+      tenant_id: str(config.tenant_id),
+      grant_type:
+        str(config.grant_type) === 'authorization_code' ? 'authorization_code' : 'client_credentials',
+      is_client_credentials: config.is_client_credentials?.BOOL === true,
+      scopes: str(config.scopes),
+      ...(authority !== undefined ? { authority_url: authority } : {}),
+    },
+    secret: { arn: str(item.secret_arn) },
+    version: str(item.version),
+    created_at: str(item.created_at),
+    updated_at: str(item.updated_at),
+  };
+}
+
+/** Wraps an SDK failure in a StoreError that names the operation (details go to logs, not callers). */
+function storeFailure(operation: string, error: unknown): StoreError {
+  return new StoreError(`services table ${operation} failed`, { cause: error });
+}
+
+export interface DynamoDbServiceRegistryOptions {
+  client: DynamoDBClient;
+  tableName: string;
+}
+
+/** ServiceRegistry on a DynamoDB table keyed by service name (see lib/tables.ts). */
+export class DynamoDbServiceRegistry implements ServiceRegistry {
+  private readonly client: DynamoDBClient;
+  private readonly tableName: string;
+
+  constructor(options: DynamoDbServiceRegistryOptions) {
+    this.client = options.client;
+    this.tableName = options.tableName;
+  }
+
+  async get(name: string): Promise<ServiceRecord | undefined> {
+    try {
+      const out = await this.client.send(
+        new GetItemCommand({
+          TableName: this.tableName,
+          Key: { [SERVICES_TABLE.partitionKey]: s(name) },
+          // A service just changed must not be served with its old configuration by any instance.
+          ConsistentRead: true,
+        }),
+      );
+      return out.Item ? fromItem(out.Item) : undefined;
+    } catch (error) {
+      throw storeFailure('read', error);
+    }
+  }
+
+  async create(record: ServiceRecord): Promise<void> {
+    try {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: toItem(record),
+          ConditionExpression: 'attribute_not_exists(#name)',
+          ExpressionAttributeNames: { '#name': SERVICES_TABLE.partitionKey },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        throw new ConflictError(`a service named "${record.name}" already exists`, { cause: error });
+      }
+      throw storeFailure('write', error);
+    }
+  }
+
+  async replace(record: ServiceRecord, expectedVersion: string): Promise<void> {
+    try {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: toItem(record),
+          ConditionExpression: '#version = :expected',
+          ExpressionAttributeNames: { '#version': 'version' },
+          ExpressionAttributeValues: { ':expected': s(expectedVersion) },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        throw new ConflictError(
+          `service "${record.name}" was changed or deleted by another request; read it again`,
+          {
+            cause: error,
+          },
+        );
+      }
+      throw storeFailure('write', error);
+    }
+  }
+
+  async delete(name: string, expectedVersion?: string): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: this.tableName,
+          Key: { [SERVICES_TABLE.partitionKey]: s(name) },
+          ...(expectedVersion !== undefined
+            ? {
+                ConditionExpression: '#version = :expected',
+                ExpressionAttributeNames: { '#version': 'version' },
+                ExpressionAttributeValues: { ':expected': s(expectedVersion) },
+              }
+            : {}),
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        throw new ConflictError(
+          `service "${name}" was changed or deleted by another request; read it again`,
+          {
+            cause: error,
+          },
+        );
+      }
+      throw storeFailure('delete', error);
+    }
+  }
+
+  async list(): Promise<ServiceRecord[]> {
+    const records: ServiceRecord[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    try {
+      do {
+        const out = await this.client.send(
+          new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+        );
+        for (const item of out.Items ?? []) records.push(fromItem(item));
+        startKey = out.LastEvaluatedKey;
+      } while (startKey);
+    } catch (error) {
+      throw storeFailure('scan', error);
+    }
+    return records.sort((a, b) => a.name.localeCompare(b.name));
+  }
+}

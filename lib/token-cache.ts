@@ -1,0 +1,165 @@
+import {
+  type AttributeValue,
+  BatchWriteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  type WriteRequest,
+} from '@aws-sdk/client-dynamodb';
+import { StoreError } from './errors';
+import { TOKEN_CACHE_TABLE } from './tables';
+
+/** Callers are never handed a token with less than this much validity left; it is also the TTL margin. */
+export const EXPIRY_MARGIN_MS = 60_000;
+
+/** Identifies one cached token: the service, the version of its configuration, and the scope. */
+export interface CacheKey {
+  service: string;
+  version: string;
+  scope: string;
+}
+
+/** A cached token; times are epoch milliseconds. */
+export interface CachedToken {
+  accessToken: string;
+  scope: string;
+  acquiredAt: number;
+  expiresAt: number;
+}
+
+/** Where issued tokens are cached. The DynamoDB adapter below is the only production implementation. */
+export interface TokenCache {
+  /** The cached token if it is still valid for more than {@link EXPIRY_MARGIN_MS}; otherwise undefined. */
+  get(key: CacheKey): Promise<CachedToken | undefined>;
+  /** Stores (or replaces) the token for the key. */
+  put(key: CacheKey, token: CachedToken): Promise<void>;
+  /** Removes every cached token of the service (all versions and scopes); returns how many. */
+  clear(service: string): Promise<number>;
+}
+
+/** Whether a token may still be handed out at `now`. */
+export function isServable(token: Pick<CachedToken, 'expiresAt'>, now: number): boolean {
+  return token.expiresAt - EXPIRY_MARGIN_MS > now;
+}
+
+const sortKey = (key: CacheKey): string => `${key.version}#${key.scope}`;
+
+export interface DynamoDbTokenCacheOptions {
+  client: DynamoDBClient;
+  tableName: string;
+  now?: () => number;
+}
+
+const BATCH_LIMIT = 25;
+const MAX_BATCH_ATTEMPTS = 5;
+
+/**
+ * TokenCache on a DynamoDB table (see lib/tables.ts). Each item carries a TTL attribute of expiry − 60 s so that
+ * DynamoDB removes dead tokens; as TTL deletion runs lazily (hours late), reads check expiry themselves.
+ */
+export class DynamoDbTokenCache implements TokenCache {
+  private readonly client: DynamoDBClient;
+  private readonly tableName: string;
+  private readonly now: () => number;
+
+  constructor(options: DynamoDbTokenCacheOptions) {
+    this.client = options.client;
+    this.tableName = options.tableName;
+    this.now = options.now ?? Date.now;
+  }
+
+  private key(service: string, sk: string): Record<string, AttributeValue> {
+    return { [TOKEN_CACHE_TABLE.partitionKey]: { S: service }, [TOKEN_CACHE_TABLE.sortKey]: { S: sk } };
+  }
+
+  async get(key: CacheKey): Promise<CachedToken | undefined> {
+    let item: Record<string, AttributeValue> | undefined;
+    try {
+      const out = await this.client.send(
+        new GetItemCommand({
+          TableName: this.tableName,
+          Key: this.key(key.service, sortKey(key)),
+          ConsistentRead: true,
+        }),
+      );
+      item = out.Item;
+    } catch (error) {
+      throw new StoreError('token cache read failed', { cause: error });
+    }
+    if (!item) return undefined;
+    const token: CachedToken = {
+      accessToken: item.access_token?.S ?? '',
+      scope: item.scope?.S ?? key.scope,
+      acquiredAt: Number(item.acquired_at?.N),
+      expiresAt: Number(item.expires_at?.N),
+    };
+    if (!token.accessToken || !Number.isFinite(token.expiresAt) || !Number.isFinite(token.acquiredAt))
+      return undefined;
+    return isServable(token, this.now()) ? token : undefined;
+  }
+
+  async put(key: CacheKey, token: CachedToken): Promise<void> {
+    try {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: {
+            ...this.key(key.service, sortKey(key)),
+            access_token: { S: token.accessToken },
+            scope: { S: token.scope },
+            acquired_at: { N: String(token.acquiredAt) },
+            expires_at: { N: String(token.expiresAt) },
+            [TOKEN_CACHE_TABLE.ttlAttribute]: {
+              N: String(Math.floor((token.expiresAt - EXPIRY_MARGIN_MS) / 1000)),
+            },
+          },
+        }),
+      );
+    } catch (error) {
+      throw new StoreError('token cache write failed', { cause: error });
+    }
+  }
+
+  async clear(service: string): Promise<number> {
+    const keys: Record<string, AttributeValue>[] = [];
+    try {
+      let startKey: Record<string, AttributeValue> | undefined;
+      do {
+        const out = await this.client.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :service',
+            ExpressionAttributeNames: {
+              '#pk': TOKEN_CACHE_TABLE.partitionKey,
+              '#sk': TOKEN_CACHE_TABLE.sortKey,
+            },
+            ExpressionAttributeValues: { ':service': { S: service } },
+            ProjectionExpression: '#pk, #sk',
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        );
+        for (const item of out.Items ?? []) keys.push(item);
+        startKey = out.LastEvaluatedKey;
+      } while (startKey);
+
+      for (let i = 0; i < keys.length; i += BATCH_LIMIT) {
+        let pending: WriteRequest[] = keys
+          .slice(i, i + BATCH_LIMIT)
+          .map((Key) => ({ DeleteRequest: { Key } }));
+        for (let attempt = 0; pending.length > 0; attempt++) {
+          if (attempt === MAX_BATCH_ATTEMPTS) throw new Error('unprocessed deletes left after retries');
+          const out = await this.client.send(
+            new BatchWriteItemCommand({ RequestItems: { [this.tableName]: pending } }),
+          );
+          pending = out.UnprocessedItems?.[this.tableName] ?? [];
+          if (pending.length > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
+        }
+      }
+    } catch (error) {
+      throw new StoreError('token cache clear failed', { cause: error });
+    }
+    return keys.length;
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Local mode (`npm start`): serves the broker's API on http://127.0.0.1:$PORT by turning each HTTP request into
+ * the API Gateway REST proxy event the Lambda would receive and calling the same production handler with it.
+ *
+ * Storage is real protocol, not a second implementation: the handlers' DynamoDB and Secrets Manager adapters talk
+ * over HTTP to `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` when set, and otherwise to an
+ * embedded dynalite and an embedded Secrets Manager server, both persisted under TOKEN_BROKER_DATA_DIR.
+ */
+import { mkdirSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../lib/errors';
+import { errorResponse } from '../lib/http';
+import { type FunctionName, matchRoute } from '../lib/routes';
+import { buildProxyEvent, localLambdaContext } from './apigw-event';
+import { startSecretsManagerServer } from './secrets-manager-server';
+import { ensureTables } from './tables';
+
+type Handler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+
+/** API Gateway's own payload limit is 10 MB; the handlers refuse much less (64 KiB) with a 413. */
+const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
+
+function log(message: string): void {
+  process.stderr.write(`[token-broker] ${message}\n`);
+}
+
+async function listen(server: Server, port: number, host: string): Promise<number> {
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(port, host, () => res());
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((res, rej) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_REQUEST_BYTES) {
+        rej(new PayloadTooLargeError(`request body is larger than ${MAX_REQUEST_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => res(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', rej);
+  });
+}
+
+function send(res: ServerResponse, result: APIGatewayProxyResult): void {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(result.headers ?? {})) headers[k] = String(v);
+  for (const [k, v] of Object.entries(result.multiValueHeaders ?? {})) headers[k] = v.map(String);
+  res.writeHead(result.statusCode, headers);
+  res.end(result.isBase64Encoded ? Buffer.from(result.body, 'base64') : result.body);
+}
+
+async function main(): Promise<void> {
+  const host = process.env.HOST ?? '127.0.0.1';
+  const port = Number(process.env.PORT ?? 3000);
+  const dataDir = resolve(process.env.TOKEN_BROKER_DATA_DIR ?? '.token-broker');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+
+  // Defaults for what the CDK stack would set; anything already in the environment wins.
+  process.env.AWS_REGION ??= 'us-east-1';
+  process.env.TOKEN_BROKER_SERVICES_TABLE ??= 'token-broker-services';
+  process.env.TOKEN_BROKER_TOKEN_CACHE_TABLE ??= 'token-broker-tokens';
+  process.env.POWERTOOLS_SERVICE_NAME ??= 'token-broker';
+  if (!process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE) {
+    // The local stores accept any signature; the SDK still needs credentials to sign with.
+    process.env.AWS_ACCESS_KEY_ID = 'local';
+    process.env.AWS_SECRET_ACCESS_KEY = 'local';
+  }
+
+  const closers: Array<() => Promise<void>> = [];
+
+  if (!process.env.AWS_ENDPOINT_URL_DYNAMODB) {
+    const { default: dynalite } = await import('dynalite');
+    const ddbPath = resolve(dataDir, 'dynamodb');
+    mkdirSync(ddbPath, { recursive: true, mode: 0o700 });
+    const ddb = dynalite({ path: ddbPath, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+    const ddbPort = await listen(ddb, 0, '127.0.0.1');
+    process.env.AWS_ENDPOINT_URL_DYNAMODB = `http://127.0.0.1:${ddbPort}`;
+    closers.push(() => new Promise((res) => ddb.close(() => res())));
+    log(`embedded DynamoDB (dynalite) persisted in ${ddbPath}`);
+  } else {
+    log(`DynamoDB endpoint ${process.env.AWS_ENDPOINT_URL_DYNAMODB}`);
+  }
+
+  if (!process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER) {
+    const secrets = await startSecretsManagerServer({ dataDir, region: process.env.AWS_REGION });
+    process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secrets.url;
+    closers.push(() => secrets.close());
+    log(`embedded Secrets Manager persisted in ${resolve(dataDir, 'secrets')}`);
+  } else {
+    log(`Secrets Manager endpoint ${process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER}`);
+  }
+
+  await ensureTables(new DynamoDBClient({}), {
+    servicesTable: process.env.TOKEN_BROKER_SERVICES_TABLE,
+    tokenCacheTable: process.env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
+  });
+
+  // Imported only now: the handlers read their environment at load time, like a Lambda cold start.
+  const handlers: Record<FunctionName, Handler> = {
+    token: (await import('../functions/token')).handler as unknown as Handler,
+    admin: (await import('../functions/admin')).handler as unknown as Handler,
+  };
+
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://local');
+    const method = (req.method ?? 'GET').toUpperCase();
+    try {
+      const match = matchRoute(url.pathname);
+      if (!match) throw new NotFoundError(`no route for ${url.pathname}`);
+      if (!match.route.methods.includes(method)) {
+        throw new MethodNotAllowedError(
+          `method ${method} is not allowed on ${match.route.resource}`,
+          match.route.methods,
+        );
+      }
+      const body = await readBody(req);
+      const query: Record<string, string[]> = {};
+      for (const k of new Set(url.searchParams.keys())) query[k] = url.searchParams.getAll(k);
+      const event = buildProxyEvent({
+        method,
+        path: url.pathname,
+        resource: match.route.resource,
+        pathParameters: match.pathParameters,
+        headers: req.headers as Record<string, string | string[] | undefined>,
+        query,
+        body: body.length > 0 ? body : null,
+        sourceIp: req.socket.remoteAddress,
+      });
+      const fn = match.route.function;
+      send(res, await handlers[fn](event, localLambdaContext(`token-broker-${fn}`)));
+    } catch (error) {
+      send(res, errorResponse(error, 'local'));
+    }
+  });
+  const boundPort = await listen(server, port, host);
+  console.log(`Token Broker listening on http://${host}:${boundPort}`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down`);
+    server.closeAllConnections();
+    await new Promise<void>((res) => server.close(() => res()));
+    for (const close of closers.reverse()) await close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  log(`failed to start: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});
