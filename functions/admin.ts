@@ -2,24 +2,52 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { MethodNotAllowedError, NotFoundError } from '../lib/errors';
+import { MethodNotAllowedError } from '../lib/errors';
 import { bodyLimit, httpErrors, jsonResponse } from '../lib/http';
+import { buildOpenApiDocument } from '../lib/openapi';
+import type { VersionedView } from '../lib/service-admin';
 import { ServiceNameSchema } from '../lib/service-config';
 import { parseOrThrow } from '../lib/validation';
 import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
 
-/** `/api/v2/system/service[/{name}]`: register and inspect services. */
+/** A response carrying one service, with its version as a strong ETag for If-Match. */
+function serviceResponse(status: number, { service, version }: VersionedView): APIGatewayProxyResult {
+  return jsonResponse(status, service, { ETag: `"${version}"` });
+}
+
+/** The version named by an If-Match header (`"v"`, `W/"v"` or `v`); undefined when absent or `*`. */
+function ifMatchOf(event: APIGatewayProxyEvent): string | undefined {
+  const header = Object.entries(event.headers ?? {}).find(([k]) => k.toLowerCase() === 'if-match')?.[1];
+  if (header === undefined || header.trim() === '*') return undefined;
+  return header
+    .trim()
+    .replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
+}
+
+let apiDocs: Record<string, unknown> | undefined;
+
+/** `/api/v2/system/service[/{name}]`: register and manage services; `/api/v2/api_docs`: the OpenAPI document. */
 async function systemService(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  if (event.resource === '/api/v2/api_docs') {
+    if (event.httpMethod !== 'GET')
+      throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, ['GET']);
+    apiDocs ??= buildOpenApiDocument();
+    return jsonResponse(200, apiDocs);
+  }
   const name = event.pathParameters?.name;
+  const body = event.body as unknown;
   if (name === undefined) {
     switch (event.httpMethod) {
       case 'GET':
         return jsonResponse(200, { resource: await runtime.admin.list() });
       case 'POST': {
-        const result = await runtime.admin.create(event.body as unknown);
-        return jsonResponse(201, result.kind === 'single' ? result.service : { resource: result.services });
+        const result = await runtime.admin.create(body);
+        return result.kind === 'single'
+          ? serviceResponse(201, result.created)
+          : jsonResponse(201, { resource: result.services });
       }
       default:
         throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, ['GET', 'POST']);
@@ -28,11 +56,17 @@ async function systemService(event: APIGatewayProxyEvent): Promise<APIGatewayPro
   const service = parseOrThrow(ServiceNameSchema, name, 'name');
   switch (event.httpMethod) {
     case 'GET':
-      return jsonResponse(200, await runtime.admin.get(service));
+      return serviceResponse(200, await runtime.admin.get(service));
+    case 'PATCH':
+      return serviceResponse(200, await runtime.admin.update(service, body, ifMatchOf(event)));
+    case 'DELETE':
+      return serviceResponse(200, await runtime.admin.delete(service, ifMatchOf(event)));
     default:
-      throw new NotFoundError(
-        `method ${event.httpMethod} on /api/v2/system/service/{name} is not implemented yet`,
-      );
+      throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, [
+        'GET',
+        'PATCH',
+        'DELETE',
+      ]);
   }
 }
 

@@ -19,6 +19,8 @@ const EnvSchema = z.object({
   TOKEN_BROKER_SECRET_KMS_KEY_ID: z.string().min(1).optional(),
   /** Extra authority hosts (`host` or `host:port`, comma-separated) beyond the Microsoft clouds. */
   TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: z.string().default(''),
+  /** Secrets outside the prefix that services may reference (`client_secret_arn`): ARNs, or prefixes ending in `*`. */
+  TOKEN_BROKER_ALLOWED_SECRET_ARNS: z.string().default(''),
   /** Timeout of one token request to Entra, in milliseconds. */
   TOKEN_BROKER_ENTRA_TIMEOUT_MS: z.coerce.number().int().min(100).max(25_000).default(10_000),
 });

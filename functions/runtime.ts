@@ -4,6 +4,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
 import { EntraTokenClient } from '../lib/entra-token-client';
+import { SecretReferencePolicy } from '../lib/secret-reference';
 import { SecretsManagerSecretStore } from '../lib/secret-store';
 import { ServiceAdministration } from '../lib/service-admin';
 import { DynamoDbServiceRegistry } from '../lib/service-registry';
@@ -50,6 +51,10 @@ export function createRuntime(): Runtime {
       authority,
       logger,
       secretPrefix: env.TOKEN_BROKER_SECRET_PREFIX,
+      secretReferences: new SecretReferencePolicy(
+        env.TOKEN_BROKER_SECRET_PREFIX,
+        env.TOKEN_BROKER_ALLOWED_SECRET_ARNS,
+      ),
     }),
   };
 }

@@ -88,6 +88,14 @@ export class ConflictError extends BrokerError {
   }
 }
 
+/** The caller's If-Match names a version that is no longer current (412). */
+export class PreconditionFailedError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'PreconditionFailedError';
+  }
+}
+
 /** Entra answered with an error or with something that is not a valid token response (502). */
 export class IdentityProviderError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {

@@ -18,6 +18,7 @@ export const ROUTES: readonly RouteDefinition[] = [
   { resource: '/api/v2/{service}/client_credentials', methods: ['GET', 'POST', 'DELETE'], function: 'token' },
   { resource: '/api/v2/system/service', methods: ['GET', 'POST'], function: 'admin' },
   { resource: '/api/v2/system/service/{name}', methods: ['GET', 'PATCH', 'DELETE'], function: 'admin' },
+  { resource: '/api/v2/api_docs', methods: ['GET'], function: 'admin' },
 ];
 
 /** Result of matching a concrete path against {@link ROUTES}. */

@@ -1,8 +1,9 @@
 import {
   CreateSecretCommand,
   DeleteSecretCommand,
+  DescribeSecretCommand,
   GetSecretValueCommand,
-  PutSecretValueCommand,
+  ResourceNotFoundException,
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { StoreError } from './errors';
@@ -13,8 +14,8 @@ export interface SecretStore {
   create(name: string, value: string, tags: Record<string, string>): Promise<string>;
   /** The current value of a secret. */
   read(arn: string): Promise<string>;
-  /** Stores a new current value (rotation). */
-  put(arn: string, value: string): Promise<void>;
+  /** Whether the secret exists and is not scheduled for deletion (DescribeSecret: no value is read). */
+  exists(arn: string): Promise<boolean>;
   /**
    * Deletes a secret: with `recoveryWindowDays` it can be restored until then; without it, at once (used to
    * undo a secret whose service could not be stored, so nothing is left behind).
@@ -66,11 +67,13 @@ export class SecretsManagerSecretStore implements SecretStore {
     }
   }
 
-  async put(arn: string, value: string): Promise<void> {
+  async exists(arn: string): Promise<boolean> {
     try {
-      await this.client.send(new PutSecretValueCommand({ SecretId: arn, SecretString: value }));
+      const out = await this.client.send(new DescribeSecretCommand({ SecretId: arn }));
+      return out.DeletedDate === undefined;
     } catch (error) {
-      throw new StoreError('updating the service secret failed', { cause: error });
+      if (error instanceof ResourceNotFoundException) return false;
+      throw new StoreError('describing the service secret failed', { cause: error });
     }
   }
 

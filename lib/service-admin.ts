@@ -2,13 +2,19 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { type AuthorityPolicy, tokenEndpointFor } from './authority';
 import { storedClientSecret } from './credentials/credential';
-import { ConflictError, NotFoundError, ValidationError } from './errors';
+import { ConflictError, NotFoundError, PreconditionFailedError, ValidationError } from './errors';
+import type { SecretReferencePolicy } from './secret-reference';
 import type { SecretStore } from './secret-store';
 import {
+  type SecretInput,
+  type SecretReference,
   ServiceInputSchema,
+  ServiceMergedSchema,
+  ServicePatchSchema,
   type ServiceRecord,
   type ServiceView,
   splitInput,
+  toEditableInput,
   toServiceView,
 } from './service-config';
 import type { ServiceRegistry } from './service-registry';
@@ -18,11 +24,15 @@ import { parseOrThrow } from './validation';
 /** At most this many services in one `{"resource": [...]}` request. */
 export const MAX_SERVICES_PER_REQUEST = 25;
 
+/** Days a deleted service's secret can still be restored (Secrets Manager's minimum is 7). */
+export const SECRET_RECOVERY_WINDOW_DAYS = 7;
+
 export interface ServiceAdministrationDependencies {
   registry: ServiceRegistry;
   secrets: SecretStore;
   cache: TokenCache;
   authority: AuthorityPolicy;
+  secretReferences: SecretReferencePolicy;
   logger: Logger;
   /** Secrets Manager name prefix, ending in `/`. */
   secretPrefix: string;
@@ -30,9 +40,15 @@ export interface ServiceAdministrationDependencies {
   newId?: () => string;
 }
 
+/** A service as returned to administrators, with its version (the ETag). */
+export interface VersionedView {
+  service: ServiceView;
+  version: string;
+}
+
 /** The result of a create request, in the form it was sent (single object or envelope). */
 export type CreateResult =
-  | { kind: 'single'; service: ServiceView }
+  | { kind: 'single'; created: VersionedView }
   | { kind: 'envelope'; services: ServiceView[] };
 
 /** Splits a request body into service objects, remembering whether it used DreamFactory's envelope. */
@@ -56,9 +72,25 @@ function unwrap(body: unknown): { items: unknown[]; envelope: boolean } {
   return { items: [body], envelope: false };
 }
 
+/** Field names (dotted) whose values differ between two views; for audit logs, never values. */
+function changedFields(before: ServiceView, after: ServiceView): string[] {
+  const fields: string[] = [];
+  for (const key of ['label', 'description', 'is_active'] as const) {
+    if (before[key] !== after[key]) fields.push(key);
+  }
+  const keys = new Set([...Object.keys(before.config), ...Object.keys(after.config)]);
+  for (const key of keys) {
+    const a = (before.config as unknown as Record<string, unknown>)[key];
+    const b = (after.config as unknown as Record<string, unknown>)[key];
+    if (a !== b) fields.push(`config.${key}`);
+  }
+  return fields;
+}
+
 /**
  * Registers and manages services. Every write keeps the service and its secret together: a secret is never left
- * without its service, nor a service without its secret.
+ * without its service, nor a service without its secret. Every write gives the service a new version, which is
+ * part of every cache key: the service's cached tokens become unreachable at once, on every instance.
  */
 export class ServiceAdministration {
   private readonly deps: ServiceAdministrationDependencies;
@@ -71,6 +103,39 @@ export class ServiceAdministration {
     this.newId = deps.newId ?? randomUUID;
   }
 
+  /** Checks what cannot be checked by the schema alone: authority host and secret reference. */
+  private async checkReferences(config: ServiceRecord['config'], secret: SecretInput): Promise<void> {
+    this.deps.authority.assertAllowed(tokenEndpointFor(config.authority_url, config.tenant_id));
+    if (secret && 'clientSecretArn' in secret) {
+      this.deps.secretReferences.assertAllowed(secret.clientSecretArn);
+      if (!(await this.deps.secrets.exists(secret.clientSecretArn))) {
+        throw new ValidationError(
+          'config.client_secret_arn: no such secret (or it is scheduled for deletion)',
+          {
+            context: { field: 'config.client_secret_arn' },
+          },
+        );
+      }
+    }
+  }
+
+  /** Stores the secret a write brings: a new managed secret for a value, a reference for an ARN. */
+  private async storeSecret(
+    name: string,
+    version: string,
+    secret: NonNullable<SecretInput>,
+  ): Promise<SecretReference> {
+    if ('clientSecretArn' in secret) return { arn: secret.clientSecretArn, managed: false };
+    // A fresh secret per version: a write that fails can drop it without touching the secret in use, and a
+    // deleted service's secret keeps its name during its recovery window.
+    const arn = await this.deps.secrets.create(
+      `${this.deps.secretPrefix}${name}/${version}`,
+      storedClientSecret(secret.clientSecret),
+      { 'token-broker:service': name },
+    );
+    return { arn, managed: true };
+  }
+
   /**
    * Creates the services in a request body: one service object, or `{"resource": [...]}`. All are validated
    * before anything is written; if one fails to be written, those written before it are removed again.
@@ -81,20 +146,22 @@ export class ServiceAdministration {
       parseOrThrow(ServiceInputSchema, item, envelope ? `resource[${i}]` : ''),
     );
     const seen = new Set<string>();
+    const prepared = [];
     for (const input of inputs) {
       if (seen.has(input.name)) throw new ValidationError(`name: "${input.name}" appears more than once`);
       seen.add(input.name);
-      this.deps.authority.assertAllowed(tokenEndpointFor(input.config.authority_url, input.config.tenant_id));
+      const { config, secret } = splitInput(input);
+      await this.checkReferences(config, secret);
+      prepared.push({ input, config, secret: secret as NonNullable<SecretInput> });
     }
 
     const created: ServiceRecord[] = [];
     try {
-      for (const input of inputs) {
-        // Cheap early answer; the conditional write in createOne is what really guards the name.
+      for (const { input, config, secret } of prepared) {
+        // Cheap early answer; the conditional write below is what really guards the name.
         if (await this.deps.registry.get(input.name)) {
           throw new ConflictError(`a service named "${input.name}" already exists`);
         }
-        const { config, clientSecret } = splitInput(input);
         const timestamp = new Date(this.now()).toISOString();
         const version = this.newId();
         const record: ServiceRecord = {
@@ -104,12 +171,17 @@ export class ServiceAdministration {
           type: input.type,
           is_active: input.is_active,
           config,
-          secret: { arn: '' },
+          secret: await this.storeSecret(input.name, version, secret),
           version,
           created_at: timestamp,
           updated_at: timestamp,
         };
-        await this.createOne(record, clientSecret);
+        try {
+          await this.deps.registry.create(record);
+        } catch (error) {
+          await this.dropSecret(record.secret, record.name, 'now');
+          throw error;
+        }
         created.push(record);
       }
     } catch (error) {
@@ -117,27 +189,92 @@ export class ServiceAdministration {
       throw error;
     }
     for (const record of created) {
-      this.deps.logger.info('service created', { serviceName: record.name, version: record.version });
+      this.deps.logger.info('audit: service created', {
+        serviceName: record.name,
+        version: record.version,
+        secretManaged: record.secret.managed,
+      });
     }
     const views = created.map(toServiceView);
     return envelope
       ? { kind: 'envelope', services: views }
-      : { kind: 'single', service: views[0] as ServiceView };
+      : {
+          kind: 'single',
+          created: { service: views[0] as ServiceView, version: (created[0] as ServiceRecord).version },
+        };
   }
 
-  /** Writes the secret, then the service; removes the secret again if the service cannot be written. */
-  private async createOne(record: ServiceRecord, clientSecret: string): Promise<void> {
-    // A fresh name per incarnation: a deleted service's secret keeps its name during its recovery window.
-    const secretName = `${this.deps.secretPrefix}${record.name}/${record.version}`;
-    record.secret.arn = await this.deps.secrets.create(secretName, storedClientSecret(clientSecret), {
-      'token-broker:service': record.name,
-    });
+  /**
+   * Applies a partial update. `ifMatch` (the ETag the caller read) makes a stale write fail with 412; without it,
+   * a concurrent write between our read and our write still fails (409) rather than being silently lost.
+   */
+  async update(name: string, body: unknown, ifMatch?: string): Promise<VersionedView> {
+    const patch = parseOrThrow(ServicePatchSchema, body);
+    if (patch.name !== undefined && patch.name !== name) {
+      throw new ValidationError('name: a service cannot be renamed; create a new one and delete this one');
+    }
+    const current = await this.deps.registry.get(name);
+    if (!current) throw new NotFoundError(`service "${name}" does not exist`);
+    if (ifMatch !== undefined && ifMatch !== current.version) {
+      throw new PreconditionFailedError(
+        `service "${name}" has changed since version ${ifMatch}; read it again`,
+      );
+    }
+
+    const base = toEditableInput(current);
+    const { authority_url, ...configPatch } = patch.config ?? {};
+    const mergedConfig: Record<string, unknown> = { ...(base.config as object), ...configPatch };
+    if (authority_url === null) delete mergedConfig.authority_url;
+    else if (authority_url !== undefined) mergedConfig.authority_url = authority_url;
+    const { config: _ignored, ...patchTop } = patch;
+    const merged = parseOrThrow(ServiceMergedSchema, { ...base, ...patchTop, config: mergedConfig });
+    const { config, secret } = splitInput(merged);
+    await this.checkReferences(config, secret);
+
+    const version = this.newId();
+    const next: ServiceRecord = {
+      ...current,
+      label: merged.label ?? current.label,
+      description: merged.description ?? current.description,
+      is_active: merged.is_active,
+      config,
+      secret: secret ? await this.storeSecret(name, version, secret) : current.secret,
+      version,
+      updated_at: new Date(this.now()).toISOString(),
+    };
     try {
-      await this.deps.registry.create(record);
+      await this.deps.registry.replace(next, current.version);
     } catch (error) {
-      await this.deleteSecretQuietly(record.secret.arn, record.name);
+      if (next.secret.arn !== current.secret.arn) await this.dropSecret(next.secret, name, 'now');
       throw error;
     }
+    // The old version's tokens are already unreachable (new version in the key); removing them is tidiness.
+    await this.clearQuietly(name);
+    if (next.secret.arn !== current.secret.arn) await this.dropSecret(current.secret, name, 'recoverable');
+
+    const before = toServiceView(current);
+    const after = toServiceView(next);
+    const fields = changedFields(before, after);
+    if (secret && 'clientSecret' in secret) fields.push('config.client_secret');
+    this.deps.logger.info('audit: service updated', { serviceName: name, version, fields });
+    return { service: after, version };
+  }
+
+  /** Deletes a service, its cached tokens, and its managed secret (restorable for 7 days). */
+  async delete(name: string, ifMatch?: string): Promise<VersionedView> {
+    const current = await this.deps.registry.get(name);
+    if (!current) throw new NotFoundError(`service "${name}" does not exist`);
+    if (ifMatch !== undefined && ifMatch !== current.version) {
+      throw new PreconditionFailedError(
+        `service "${name}" has changed since version ${ifMatch}; read it again`,
+      );
+    }
+    // The configuration goes first: from that moment no instance serves the service, whatever happens next.
+    await this.deps.registry.delete(name, current.version);
+    await this.clearQuietly(name);
+    await this.dropSecret(current.secret, name, 'recoverable');
+    this.deps.logger.info('audit: service deleted', { serviceName: name, version: current.version });
+    return { service: toServiceView(current), version: current.version };
   }
 
   private async rollBack(created: readonly ServiceRecord[]): Promise<void> {
@@ -148,18 +285,36 @@ export class ServiceAdministration {
         this.deps.logger.error('rollback: service not removed', { serviceName: record.name, error });
         continue;
       }
-      await this.deleteSecretQuietly(record.secret.arn, record.name);
+      await this.dropSecret(record.secret, record.name, 'now');
     }
   }
 
-  private async deleteSecretQuietly(arn: string, service: string): Promise<void> {
+  private async clearQuietly(name: string): Promise<void> {
     try {
-      await this.deps.secrets.delete(arn);
+      await this.deps.cache.clear(name);
+    } catch (error) {
+      // Unreachable anyway (version or service gone); DynamoDB's TTL removes them within a token lifetime.
+      this.deps.logger.warn('stale cached tokens not removed', { serviceName: name, error });
+    }
+  }
+
+  /** Deletes a managed secret (never one the administrator brought); failures are logged with the ARN. */
+  private async dropSecret(
+    secret: SecretReference,
+    service: string,
+    mode: 'now' | 'recoverable',
+  ): Promise<void> {
+    if (!secret.managed) return;
+    try {
+      await this.deps.secrets.delete(
+        secret.arn,
+        mode === 'recoverable' ? { recoveryWindowDays: SECRET_RECOVERY_WINDOW_DAYS } : undefined,
+      );
     } catch (error) {
       // Logged with the ARN so an operator can remove it; the secret is tagged with its service name.
-      this.deps.logger.error('rollback: orphan secret left behind', {
+      this.deps.logger.error('orphan secret left behind', {
         serviceName: service,
-        secretArn: arn,
+        secretArn: secret.arn,
         error,
       });
     }
@@ -171,9 +326,9 @@ export class ServiceAdministration {
   }
 
   /** One service, without its secret; NotFoundError when it does not exist. */
-  async get(name: string): Promise<ServiceView> {
+  async get(name: string): Promise<VersionedView> {
     const record = await this.deps.registry.get(name);
     if (!record) throw new NotFoundError(`service "${name}" does not exist`);
-    return toServiceView(record);
+    return { service: toServiceView(record), version: record.version };
   }
 }

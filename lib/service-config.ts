@@ -68,39 +68,107 @@ export const GrantTypeSchema = z.enum(['client_credentials', 'authorization_code
   error: 'must be "client_credentials" or "authorization_code"',
 });
 
-const ServiceConfigInputSchema = z
-  .object({
-    client_id: z
-      .string({ error: 'must be a string' })
-      .trim()
-      .regex(GUID, 'must be the application (client) ID, a GUID'),
-    client_secret: z
-      .string({ error: 'must be a string' })
-      .min(1, 'must not be empty')
-      .max(1024, 'must be at most 1024 characters'),
-    tenant_id: TenantIdSchema,
-    grant_type: GrantTypeSchema.default('client_credentials'),
-    is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
-    scopes: ScopesSchema.default(DEFAULT_SCOPES),
-    authority_url: AuthorityUrlSchema.optional(),
-  })
-  .strict();
+/** Secrets Manager secret ARN, as sent in `config.client_secret_arn`. */
+export const SECRET_ARN_PATTERN =
+  /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
+
+const ClientSecretSchema = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(1024, 'must be at most 1024 characters');
+
+const ClientSecretArnSchema = z
+  .string({ error: 'must be a string' })
+  .regex(SECRET_ARN_PATTERN, 'must be the ARN of a Secrets Manager secret');
+
+/** The config fields; which of the two secret fields is required depends on create vs update. */
+const configShape = {
+  client_id: z
+    .string({ error: 'must be a string' })
+    .trim()
+    .regex(GUID, 'must be the application (client) ID, a GUID'),
+  client_secret: ClientSecretSchema.optional().describe(
+    'The client secret value. Stored in Secrets Manager, never returned. Send this or client_secret_arn.',
+  ),
+  client_secret_arn: ClientSecretArnSchema.optional().describe(
+    'ARN of an existing secret (under the broker prefix or allow-listed) holding the client secret; read, never copied.',
+  ),
+  tenant_id: TenantIdSchema.describe('Directory (tenant) ID: a GUID or a verified domain.'),
+  grant_type: GrantTypeSchema.default('client_credentials'),
+  is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
+  scopes: ScopesSchema.default(DEFAULT_SCOPES).describe(
+    'Space-separated scopes, each <resource>/.default; the first is the default for token requests.',
+  ),
+  authority_url: AuthorityUrlSchema.optional().describe(
+    'Authority; {tenant_id} is substituted. Default https://login.microsoftonline.com/{tenant_id}. Host must be allowed.',
+  ),
+};
+
+const topShape = {
+  name: ServiceNameSchema,
+  label: z.string({ error: 'must be a string' }).max(255, 'must be at most 255 characters').optional(),
+  description: z
+    .string({ error: 'must be a string' })
+    .max(1024, 'must be at most 1024 characters')
+    .optional(),
+  type: z.literal('oauth_azure_ad', { error: 'must be "oauth_azure_ad"' }).default('oauth_azure_ad'),
+  is_active: z.boolean({ error: 'must be true or false' }).default(true),
+};
+
+const secretChoice =
+  (required: boolean) =>
+  (config: { client_secret?: string; client_secret_arn?: string }, ctx: z.RefinementCtx) => {
+    const both = config.client_secret !== undefined && config.client_secret_arn !== undefined;
+    const none = config.client_secret === undefined && config.client_secret_arn === undefined;
+    if (both || (required && none)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['client_secret'],
+        message: required
+          ? 'exactly one of client_secret or client_secret_arn is required'
+          : 'send either client_secret or client_secret_arn, not both',
+      });
+    }
+  };
 
 /** A service as sent to `POST /api/v2/system/service`. */
 export const ServiceInputSchema = z
+  .object({ ...topShape, config: z.object(configShape).strict().superRefine(secretChoice(true)) })
+  .strict();
+
+/** A service after a PATCH was merged into it: the secret may stay as it is (neither field sent). */
+export const ServiceMergedSchema = z
+  .object({ ...topShape, config: z.object(configShape).strict().superRefine(secretChoice(false)) })
+  .strict();
+
+/**
+ * The body of `PATCH /api/v2/system/service/{name}`: any subset of the fields; `authority_url: null` returns to
+ * the default authority. Checked for types and unknown fields here, then merged and validated as a whole.
+ */
+export const ServicePatchSchema = z
   .object({
-    name: ServiceNameSchema,
-    label: z.string({ error: 'must be a string' }).max(255, 'must be at most 255 characters').optional(),
-    description: z
-      .string({ error: 'must be a string' })
-      .max(1024, 'must be at most 1024 characters')
+    name: ServiceNameSchema.optional(),
+    label: topShape.label,
+    description: topShape.description,
+    type: z.literal('oauth_azure_ad', { error: 'must be "oauth_azure_ad"' }).optional(),
+    is_active: z.boolean({ error: 'must be true or false' }).optional(),
+    config: z
+      .object({
+        client_id: z.string({ error: 'must be a string' }).optional(),
+        client_secret: ClientSecretSchema.optional(),
+        client_secret_arn: ClientSecretArnSchema.optional(),
+        tenant_id: z.string({ error: 'must be a string' }).optional(),
+        grant_type: GrantTypeSchema.optional(),
+        is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
+        scopes: z.string({ error: 'must be a space-separated string' }).optional(),
+        authority_url: z.string({ error: 'must be a string or null' }).nullable().optional(),
+      })
+      .strict()
       .optional(),
-    type: z.literal('oauth_azure_ad', { error: 'must be "oauth_azure_ad"' }).default('oauth_azure_ad'),
-    is_active: z.boolean({ error: 'must be true or false' }).default(true),
-    config: ServiceConfigInputSchema,
   })
   .strict();
 
+export type ServicePatch = z.output<typeof ServicePatchSchema>;
 export type ServiceInput = z.output<typeof ServiceInputSchema>;
 
 /** The non-secret part of a service's configuration, as stored and as shown to administrators. */
@@ -117,6 +185,11 @@ export interface ServiceConfig {
 export interface SecretReference {
   /** ARN of the Secrets Manager secret. */
   arn: string;
+  /**
+   * True when the broker created the secret (it rotates and deletes it with the service); false for a secret
+   * the administrator brought (`client_secret_arn`), which the broker only reads.
+   */
+  managed: boolean;
 }
 
 /** A service as stored in the services table. */
@@ -141,14 +214,25 @@ export interface ServiceView {
   description: string;
   type: 'oauth_azure_ad';
   is_active: boolean;
-  config: ServiceConfig;
+  config: ServiceConfig & { client_secret_arn?: string };
 }
 
-/** Splits validated input into the stored configuration and the secret value. */
-export function splitInput(input: ServiceInput): { config: ServiceConfig; clientSecret: string } {
-  const { client_secret: clientSecret, is_client_credentials, ...rest } = input.config;
+/** The secret part of validated input: a value to store, an existing secret to use, or nothing (keep). */
+export type SecretInput = { clientSecret: string } | { clientSecretArn: string } | undefined;
+
+/** Splits validated input into the stored configuration and the secret input. */
+export function splitInput(input: z.output<typeof ServiceMergedSchema>): {
+  config: ServiceConfig;
+  secret: SecretInput;
+} {
+  const { client_secret, client_secret_arn, is_client_credentials, ...rest } = input.config;
   return {
-    clientSecret,
+    secret:
+      client_secret !== undefined
+        ? { clientSecret: client_secret }
+        : client_secret_arn !== undefined
+          ? { clientSecretArn: client_secret_arn }
+          : undefined,
     config: {
       ...rest,
       // DreamFactory's flag: defaults to whether the grant type is client credentials.
@@ -159,6 +243,19 @@ export function splitInput(input: ServiceInput): { config: ServiceConfig; client
 
 /** The caller-facing view of a stored service; never includes the secret or its location. */
 export function toServiceView(record: ServiceRecord): ServiceView {
+  return {
+    name: record.name,
+    label: record.label,
+    description: record.description,
+    type: record.type,
+    is_active: record.is_active,
+    // A secret the administrator brought is named (it is a reference, not a secret); a managed one is not.
+    config: { ...record.config, ...(record.secret.managed ? {} : { client_secret_arn: record.secret.arn }) },
+  };
+}
+
+/** A stored service in the input form (without any secret field), as the base a PATCH is merged onto. */
+export function toEditableInput(record: ServiceRecord): Record<string, unknown> {
   return {
     name: record.name,
     label: record.label,
