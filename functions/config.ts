@@ -23,6 +23,12 @@ const EnvSchema = z.object({
   TOKEN_BROKER_ALLOWED_SECRET_ARNS: z.string().default(''),
   /** Timeout of one token request to Entra, in milliseconds. */
   TOKEN_BROKER_ENTRA_TIMEOUT_MS: z.coerce.number().int().min(100).max(25_000).default(10_000),
+  /** Total time one token request may spend on Entra including retries; keep it below the Lambda timeout. */
+  TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS: z.coerce.number().int().min(100).max(25_000).default(12_000),
+  /** Fraction of a token's lifetime after which it is refreshed ahead (unless Entra sends refresh_in). */
+  TOKEN_BROKER_REFRESH_FRACTION: z.coerce.number().gt(0).max(1).default(0.5),
+  /** How long callers get Entra's refusal of a service without Entra being asked again. */
+  TOKEN_BROKER_COOLDOWN_MS: z.coerce.number().int().min(0).max(600_000).default(30_000),
 });
 
 export type BrokerEnvironment = z.infer<typeof EnvSchema>;

@@ -1,9 +1,12 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
 import { EntraTokenClient } from '../lib/entra-token-client';
+import type { MetricsSink } from '../lib/metrics';
+import { DynamoDbRefreshCoordinator } from '../lib/refresh-lease';
 import { SecretReferencePolicy } from '../lib/secret-reference';
 import { SecretsManagerSecretStore } from '../lib/secret-store';
 import { ServiceAdministration } from '../lib/service-admin';
@@ -19,6 +22,8 @@ import { type BrokerEnvironment, readEnvironment } from './config';
 export interface Runtime {
   env: BrokerEnvironment;
   logger: Logger;
+  /** Powertools Metrics; handlers flush it with its middy middleware. */
+  metrics: Metrics;
   flow: ClientCredentialsFlow;
   admin: ServiceAdministration;
 }
@@ -27,7 +32,19 @@ export interface Runtime {
 export function createRuntime(): Runtime {
   const env = readEnvironment();
   const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker' });
-  const dynamodb = new DynamoDBClient({});
+  // Short timeouts: when DynamoDB is in trouble the flow degrades to memory instead of holding callers.
+  const dynamodb = new DynamoDBClient({
+    maxAttempts: 2,
+    requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
+  });
+  const powertoolsMetrics = new Metrics({
+    namespace: 'TokenBroker',
+    serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker',
+  });
+  const metrics: MetricsSink = {
+    count: (name, value = 1) => powertoolsMetrics.addMetric(name, MetricUnit.Count, value),
+    milliseconds: (name, value) => powertoolsMetrics.addMetric(name, MetricUnit.Milliseconds, value),
+  };
   const secretsManager = new SecretsManagerClient({});
   const registry = new DynamoDbServiceRegistry({
     client: dynamodb,
@@ -43,7 +60,25 @@ export function createRuntime(): Runtime {
   return {
     env,
     logger,
-    flow: new ClientCredentialsFlow({ registry, cache, secrets, entra, authority, logger }),
+    metrics: powertoolsMetrics,
+    flow: new ClientCredentialsFlow({
+      registry,
+      cache,
+      coordinator: new DynamoDbRefreshCoordinator({
+        client: dynamodb,
+        tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
+      }),
+      secrets,
+      entra,
+      authority,
+      logger,
+      metrics,
+      settings: {
+        refreshFraction: env.TOKEN_BROKER_REFRESH_FRACTION,
+        retryBudgetMs: env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS,
+        cooldownMs: env.TOKEN_BROKER_COOLDOWN_MS,
+      },
+    }),
     admin: new ServiceAdministration({
       registry,
       secrets,

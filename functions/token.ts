@@ -1,6 +1,8 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { z } from 'zod';
 import { MethodNotAllowedError, ValidationError } from '../lib/errors';
 import { httpErrors, jsonResponse } from '../lib/http';
 import { ServiceNameSchema } from '../lib/service-config';
@@ -9,7 +11,12 @@ import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
 const METHODS = ['GET', 'POST', 'DELETE'];
-const QUERY_PARAMETERS = ['scope'];
+const QUERY_PARAMETERS = ['scope', 'min_ttl'];
+const MinTtlSchema = z.coerce
+  .number({ error: 'must be a whole number of seconds' })
+  .int('must be a whole number of seconds')
+  .min(0, 'must be at least 0')
+  .max(3600, 'must be at most 3600');
 
 /** `GET|POST|DELETE /api/v2/{service}/client_credentials`: get a token, force a new one, clear the cache. */
 async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
@@ -29,6 +36,8 @@ async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewa
   const result = await runtime.flow.getToken(service, {
     scope: query.scope,
     forceRefresh: event.httpMethod === 'POST',
+    minTtlSeconds:
+      query.min_ttl === undefined ? undefined : parseOrThrow(MinTtlSchema, query.min_ttl, 'min_ttl'),
   });
   runtime.logger.info('token served', {
     serviceName: service,
@@ -40,5 +49,6 @@ async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewa
 
 export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
+  .use(logMetrics(runtime.metrics))
   .use(httpErrors({ logger: runtime.logger }))
   .handler(clientCredentials);

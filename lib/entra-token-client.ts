@@ -15,6 +15,8 @@ export interface TokenRequest {
   credential: ClientCredential;
   /** Exactly one `<resource>/.default` scope. */
   scope: string;
+  /** Overrides the client's timeout for this request (what is left of a retry budget). */
+  timeoutMs?: number;
 }
 
 /** A validated token from Entra, with absolute times in epoch milliseconds. */
@@ -117,7 +119,8 @@ export class EntraTokenClient {
     };
     const client: oauth.Client = { client_id: request.clientId };
     const acquiredAt = this.now();
-    const signal = AbortSignal.timeout(this.timeoutMs);
+    const timeoutMs = Math.min(request.timeoutMs ?? this.timeoutMs, this.timeoutMs);
+    const signal = AbortSignal.timeout(timeoutMs);
 
     let response: Response;
     try {
@@ -134,31 +137,29 @@ export class EntraTokenClient {
         },
       );
     } catch (error) {
-      throw this.transportError(error);
+      throw this.transportError(error, timeoutMs);
     }
 
     try {
-      return await this.readTokenResponse(as, client, response, acquiredAt);
+      return await this.readTokenResponse(as, client, response, acquiredAt, timeoutMs);
     } catch (error) {
       if (error instanceof IdentityProviderError || error instanceof IdentityProviderUnavailableError)
         throw error;
-      throw this.transportError(error);
+      throw this.transportError(error, timeoutMs);
     }
   }
 
-  private transportError(error: unknown): Error {
+  private transportError(error: unknown, timeoutMs: number): Error {
     if (isTimeout(error)) {
-      return new IdentityProviderTimeoutError(
-        `identity provider did not answer within ${this.timeoutMs} ms`,
-        {
-          cause: error,
-        },
-      );
+      return new IdentityProviderTimeoutError(`identity provider did not answer within ${timeoutMs} ms`, {
+        cause: error,
+      });
     }
     const code = (error as { cause?: { code?: unknown } })?.cause?.code;
     const detail = typeof code === 'string' ? ` (${code})` : '';
     return new IdentityProviderError(`could not complete the request to the identity provider${detail}`, {
       cause: error,
+      retryable: true,
     });
   }
 
@@ -167,6 +168,7 @@ export class EntraTokenClient {
     client: oauth.Client,
     response: Response,
     acquiredAt: number,
+    timeoutMs: number,
   ): Promise<IssuedToken> {
     const status = response.status;
     if (status === 429 || status === 503) {
@@ -188,7 +190,7 @@ export class EntraTokenClient {
     try {
       result = await oauth.processClientCredentialsResponse(as, client, response);
     } catch (error) {
-      throw this.responseError(error, response);
+      throw this.responseError(error, response, timeoutMs);
     }
 
     if (result.token_type !== 'bearer') {
@@ -215,7 +217,7 @@ export class EntraTokenClient {
     };
   }
 
-  private responseError(error: unknown, response: Response): Error {
+  private responseError(error: unknown, response: Response, timeoutMs: number): Error {
     const status = response.status;
     if (error instanceof oauth.ResponseBodyError) {
       const body = error.cause as EntraErrorBody;
@@ -246,8 +248,9 @@ export class EntraTokenClient {
               error.message.replaceAll('"response" body ', '').replaceAll('"', '');
       return new IdentityProviderError(`identity provider returned an invalid token response: ${problem}`, {
         context: { upstream_status: status },
+        retryable: status >= 500,
       });
     }
-    return this.transportError(error);
+    return this.transportError(error, timeoutMs);
   }
 }

@@ -98,9 +98,12 @@ export class PreconditionFailedError extends BrokerError {
 
 /** Entra answered with an error or with something that is not a valid token response (502). */
 export class IdentityProviderError extends BrokerError {
-  constructor(message: string, options?: BrokerErrorOptions) {
+  /** True for failures worth retrying (5xx, connection reset); false for Entra's considered refusals (4xx). */
+  readonly retryable: boolean;
+  constructor(message: string, options?: BrokerErrorOptions & { retryable?: boolean }) {
     super(message, options);
     this.name = 'IdentityProviderError';
+    this.retryable = options?.retryable ?? false;
   }
 }
 

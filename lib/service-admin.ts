@@ -320,6 +320,52 @@ export class ServiceAdministration {
     }
   }
 
+  /**
+   * Makes a declared service (configuration as code) exist as declared: creates it when missing, updates it when
+   * any field differs, and leaves it alone otherwise. A declared `client_secret` value cannot be compared with the
+   * stored one without reading it, so declaring one always updates (rotates) the secret.
+   */
+  async declare(body: unknown): Promise<'created' | 'updated' | 'unchanged'> {
+    const input = parseOrThrow(ServiceInputSchema, body);
+    const current = await this.deps.registry.get(input.name);
+    if (!current) {
+      await this.create(body);
+      return 'created';
+    }
+    const { config, secret } = splitInput(input);
+    const desired: ServiceView = {
+      name: input.name,
+      label: input.label ?? input.name,
+      description: input.description ?? '',
+      type: input.type,
+      is_active: input.is_active,
+      config: {
+        ...config,
+        ...(secret && 'clientSecretArn' in secret ? { client_secret_arn: secret.clientSecretArn } : {}),
+      },
+    };
+    const unchanged =
+      changedFields(toServiceView(current), desired).length === 0 && !(secret && 'clientSecret' in secret);
+    if (unchanged) return 'unchanged';
+    const { name: _name, ...patch } = body as Record<string, unknown>;
+    const patchConfig = { ...(patch.config as Record<string, unknown>) };
+    // Fields the declaration leaves out return to their defaults, as in a fresh create.
+    if (patchConfig.authority_url === undefined) patchConfig.authority_url = null;
+    await this.update(input.name, {
+      ...patch,
+      label: desired.label,
+      description: desired.description,
+      is_active: desired.is_active,
+      config: {
+        ...patchConfig,
+        grant_type: config.grant_type,
+        scopes: config.scopes,
+        is_client_credentials: config.is_client_credentials,
+      },
+    });
+    return 'updated';
+  }
+
   /** Every service, without secrets. */
   async list(): Promise<ServiceView[]> {
     return (await this.deps.registry.list()).map(toServiceView);

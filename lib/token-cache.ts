@@ -26,6 +26,8 @@ export interface CachedToken {
   scope: string;
   acquiredAt: number;
   expiresAt: number;
+  /** From here on, the next request triggers one background refresh (refresh-ahead). */
+  refreshAt: number;
 }
 
 /** Where issued tokens are cached. The DynamoDB adapter below is the only production implementation. */
@@ -38,12 +40,13 @@ export interface TokenCache {
   clear(service: string): Promise<number>;
 }
 
+/** The sort key of the cache item; leases and cool-downs of the same key live beside it (see lib/refresh-lease.ts). */
+export const cacheSortKey = (key: CacheKey): string => `${key.version}#${key.scope}`;
+
 /** Whether a token may still be handed out at `now`. */
 export function isServable(token: Pick<CachedToken, 'expiresAt'>, now: number): boolean {
   return token.expiresAt - EXPIRY_MARGIN_MS > now;
 }
-
-const sortKey = (key: CacheKey): string => `${key.version}#${key.scope}`;
 
 export interface DynamoDbTokenCacheOptions {
   client: DynamoDBClient;
@@ -79,7 +82,7 @@ export class DynamoDbTokenCache implements TokenCache {
       const out = await this.client.send(
         new GetItemCommand({
           TableName: this.tableName,
-          Key: this.key(key.service, sortKey(key)),
+          Key: this.key(key.service, cacheSortKey(key)),
           ConsistentRead: true,
         }),
       );
@@ -93,6 +96,7 @@ export class DynamoDbTokenCache implements TokenCache {
       scope: item.scope?.S ?? key.scope,
       acquiredAt: Number(item.acquired_at?.N),
       expiresAt: Number(item.expires_at?.N),
+      refreshAt: Number(item.refresh_at?.N ?? item.expires_at?.N),
     };
     if (!token.accessToken || !Number.isFinite(token.expiresAt) || !Number.isFinite(token.acquiredAt))
       return undefined;
@@ -105,11 +109,12 @@ export class DynamoDbTokenCache implements TokenCache {
         new PutItemCommand({
           TableName: this.tableName,
           Item: {
-            ...this.key(key.service, sortKey(key)),
+            ...this.key(key.service, cacheSortKey(key)),
             access_token: { S: token.accessToken },
             scope: { S: token.scope },
             acquired_at: { N: String(token.acquiredAt) },
             expires_at: { N: String(token.expiresAt) },
+            refresh_at: { N: String(token.refreshAt) },
             [TOKEN_CACHE_TABLE.ttlAttribute]: {
               N: String(Math.floor((token.expiresAt - EXPIRY_MARGIN_MS) / 1000)),
             },

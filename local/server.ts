@@ -6,7 +6,7 @@
  * over HTTP to `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` when set, and otherwise to an
  * embedded dynalite and an embedded Secrets Manager server, both persisted under TOKEN_BROKER_DATA_DIR.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
@@ -17,6 +17,7 @@ import { errorResponse } from '../lib/http';
 import { type FunctionName, matchRoute } from '../lib/routes';
 import { buildProxyEvent, localLambdaContext } from './apigw-event';
 import { startSecretsManagerServer } from './secrets-manager-server';
+import { seedServiceFromEnvironment } from './seed';
 import { ensureTables } from './tables';
 
 type Handler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
@@ -63,6 +64,8 @@ function send(res: ServerResponse, result: APIGatewayProxyResult): void {
 }
 
 async function main(): Promise<void> {
+  // The seed's .env file, if any; variables already in the environment win.
+  if (existsSync('.env')) process.loadEnvFile('.env');
   const host = process.env.HOST ?? '127.0.0.1';
   const port = Number(process.env.PORT ?? 3000);
   const dataDir = resolve(process.env.TOKEN_BROKER_DATA_DIR ?? '.token-broker');
@@ -107,6 +110,13 @@ async function main(): Promise<void> {
     servicesTable: process.env.TOKEN_BROKER_SERVICES_TABLE,
     tokenCacheTable: process.env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
   });
+
+  const seed = seedServiceFromEnvironment(process.env);
+  if (seed) {
+    const { createRuntime } = await import('../functions/runtime');
+    const outcome = await createRuntime().admin.declare(seed);
+    log(`service "${String(seed.name)}" from AZURE_AD_* variables: ${outcome}`);
+  }
 
   // Imported only now: the handlers read their environment at load time, like a Lambda cold start.
   const handlers: Record<FunctionName, Handler> = {
