@@ -57,6 +57,8 @@ export interface FlowSettings {
   cooldownMs: number;
   /** How long a client secret read from Secrets Manager is reused in this process. */
   secretCacheTtlMs: number;
+  /** A token's `last_used_at` is updated on a hit when older than this (bounds the writes hits cause). */
+  touchIntervalMs: number;
 }
 
 export const DEFAULT_FLOW_SETTINGS: FlowSettings = {
@@ -67,6 +69,7 @@ export const DEFAULT_FLOW_SETTINGS: FlowSettings = {
   retryBudgetMs: 12_000,
   cooldownMs: 30_000,
   secretCacheTtlMs: 5 * 60_000,
+  touchIntervalMs: 5 * 60_000,
 };
 
 export interface ClientCredentialsFlowDependencies {
@@ -110,6 +113,9 @@ function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
 const keyString = (key: CacheKey): string => `${key.service}\u0000${key.version}\u0000${key.scope}`;
 
 type Mode = 'request' | 'force' | 'background';
+
+/** What the scheduled refresh did for one scope of a service. */
+export type ScheduledOutcome = 'refreshed' | 'fresh' | 'unused' | 'not-cached' | 'failed';
 
 /**
  * DreamFactory's client credentials flow on AWS, built to ask Entra as rarely as possible:
@@ -210,6 +216,9 @@ export class ClientCredentialsFlow {
       );
       if (cached && cached.expiresAt - this.now() >= minTtlMs) {
         if (this.now() >= cached.refreshAt) this.refreshAhead(service, key);
+        else if (cached.lastUsedAt === undefined || this.now() - cached.lastUsedAt > this.settings.touchIntervalMs) {
+          this.touch(key);
+        }
         this.metrics.count('CacheHit');
         return { body: this.responseBody(cached), cache: 'hit', token: cached };
       }
@@ -219,6 +228,54 @@ export class ClientCredentialsFlow {
     const token = await this.singleFlight(key, () => this.obtain(service, key, mode, minTtlMs));
     this.metrics.count(options.forceRefresh ? 'CacheRefresh' : 'CacheMiss');
     return { body: this.responseBody(token), cache: options.forceRefresh ? 'refresh' : 'miss', token };
+  }
+
+  /** Records (in the background, best effort) that a cached token is in use, for the scheduled refresh. */
+  private touch(key: CacheKey): void {
+    const at = this.now();
+    const touched = this.deps.cache.touch(key, at).catch((error) => {
+      this.deps.logger.debug('last_used_at not recorded', { serviceName: key.service, error });
+    });
+    this.background.add(touched);
+    void touched.finally(() => this.background.delete(touched));
+  }
+
+  /**
+   * The scheduled refresh (EventBridge): refreshes the service's cached tokens that were served within
+   * `usedWithinMs` and reach their refresh point within `horizonMs`, so callers nearly always hit the cache.
+   * Works under the same lease as request-driven refreshes; never throws for one scope's failure.
+   */
+  async refreshDue(name: string, horizonMs: number, usedWithinMs: number): Promise<Record<string, ScheduledOutcome>> {
+    const service = await this.usableService(name);
+    const outcomes: Record<string, ScheduledOutcome> = {};
+    for (const scope of scopesOf(service.config)) {
+      const key: CacheKey = { service: name, version: service.version, scope };
+      const cached = await this.deps.cache.get(key);
+      const now = this.now();
+      if (!cached) outcomes[scope] = 'not-cached';
+      else if ((cached.lastUsedAt ?? cached.acquiredAt) < now - usedWithinMs) outcomes[scope] = 'unused';
+      else if (cached.refreshAt > now + horizonMs) outcomes[scope] = 'fresh';
+      else {
+        const holder = randomUUID();
+        try {
+          // Under the same lease as request-driven refreshes: if an instance is refreshing right now, leave it.
+          if (!(await this.deps.coordinator.acquire(key, holder, this.settings.leaseTtlMs))) {
+            outcomes[scope] = 'fresh';
+            continue;
+          }
+          try {
+            await this.singleFlight(key, () => this.fetchAndStore(service, key));
+          } finally {
+            await this.deps.coordinator.release(key, holder);
+          }
+          outcomes[scope] = 'refreshed';
+        } catch (error) {
+          this.deps.logger.warn('scheduled refresh failed', { serviceName: name, scope, error });
+          outcomes[scope] = 'failed';
+        }
+      }
+    }
+    return outcomes;
   }
 
   /** Removes every cached token (and lease and cool-down) of the service. The service must exist (404 otherwise). */

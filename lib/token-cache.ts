@@ -1,10 +1,12 @@
 import {
   type AttributeValue,
   BatchWriteItemCommand,
+  ConditionalCheckFailedException,
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
   QueryCommand,
+  UpdateItemCommand,
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { StoreError } from './errors';
@@ -28,6 +30,8 @@ export interface CachedToken {
   expiresAt: number;
   /** From here on, the next request triggers one background refresh (refresh-ahead). */
   refreshAt: number;
+  /** When a caller was last served this token (coarse: updated at most every few minutes); for scheduled refresh. */
+  lastUsedAt?: number;
 }
 
 /** Where issued tokens are cached. The DynamoDB adapter below is the only production implementation. */
@@ -38,6 +42,8 @@ export interface TokenCache {
   put(key: CacheKey, token: CachedToken): Promise<void>;
   /** Removes every cached token of the service (all versions and scopes); returns how many. */
   clear(service: string): Promise<number>;
+  /** Records that the token was served at `at` (only if the item still exists). */
+  touch(key: CacheKey, at: number): Promise<void>;
 }
 
 /** The sort key of the cache item; leases and cool-downs of the same key live beside it (see lib/refresh-lease.ts). */
@@ -97,6 +103,7 @@ export class DynamoDbTokenCache implements TokenCache {
       acquiredAt: Number(item.acquired_at?.N),
       expiresAt: Number(item.expires_at?.N),
       refreshAt: Number(item.refresh_at?.N ?? item.expires_at?.N),
+      lastUsedAt: item.last_used_at?.N !== undefined ? Number(item.last_used_at.N) : undefined,
     };
     if (!token.accessToken || !Number.isFinite(token.expiresAt) || !Number.isFinite(token.acquiredAt))
       return undefined;
@@ -115,6 +122,7 @@ export class DynamoDbTokenCache implements TokenCache {
             acquired_at: { N: String(token.acquiredAt) },
             expires_at: { N: String(token.expiresAt) },
             refresh_at: { N: String(token.refreshAt) },
+            last_used_at: { N: String(token.lastUsedAt ?? token.acquiredAt) },
             [TOKEN_CACHE_TABLE.ttlAttribute]: {
               N: String(Math.floor((token.expiresAt - EXPIRY_MARGIN_MS) / 1000)),
             },
@@ -123,6 +131,25 @@ export class DynamoDbTokenCache implements TokenCache {
       );
     } catch (error) {
       throw new StoreError('token cache write failed', { cause: error });
+    }
+  }
+
+  async touch(key: CacheKey, at: number): Promise<void> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: this.key(key.service, cacheSortKey(key)),
+          UpdateExpression: 'SET #used = :at',
+          ConditionExpression: 'attribute_exists(#pk)',
+          ExpressionAttributeNames: { '#used': 'last_used_at', '#pk': TOKEN_CACHE_TABLE.partitionKey },
+          ExpressionAttributeValues: { ':at': { N: String(at) } },
+        }),
+      );
+    } catch (error) {
+      // Replaced or cleared meanwhile: nothing to record.
+      if (error instanceof ConditionalCheckFailedException) return;
+      throw new StoreError('token cache touch failed', { cause: error });
     }
   }
 
