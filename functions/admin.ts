@@ -76,9 +76,13 @@ function jsonBodyOnWrite(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyR
   return {
     before: async (request) => {
       const method = request.event.httpMethod;
+      if (method !== 'POST' && method !== 'PATCH' && method !== 'PUT') return;
+      // API Gateway passes header names in the client's casing; the parser looks for two spellings only.
+      const headers = request.event.headers ?? {};
+      const contentType = Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1];
+      request.event.headers = { ...headers, 'content-type': contentType };
       // After this the body is the parsed JSON value, not the string API Gateway delivered.
-      if (method === 'POST' || method === 'PATCH' || method === 'PUT')
-        await parser.before?.(request as never);
+      await parser.before?.(request as never);
     },
   };
 }

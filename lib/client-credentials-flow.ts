@@ -216,7 +216,10 @@ export class ClientCredentialsFlow {
       );
       if (cached && cached.expiresAt - this.now() >= minTtlMs) {
         if (this.now() >= cached.refreshAt) this.refreshAhead(service, key);
-        else if (cached.lastUsedAt === undefined || this.now() - cached.lastUsedAt > this.settings.touchIntervalMs) {
+        else if (
+          cached.lastUsedAt === undefined ||
+          this.now() - cached.lastUsedAt > this.settings.touchIntervalMs
+        ) {
           this.touch(key);
         }
         this.metrics.count('CacheHit');
@@ -245,7 +248,11 @@ export class ClientCredentialsFlow {
    * `usedWithinMs` and reach their refresh point within `horizonMs`, so callers nearly always hit the cache.
    * Works under the same lease as request-driven refreshes; never throws for one scope's failure.
    */
-  async refreshDue(name: string, horizonMs: number, usedWithinMs: number): Promise<Record<string, ScheduledOutcome>> {
+  async refreshDue(
+    name: string,
+    horizonMs: number,
+    usedWithinMs: number,
+  ): Promise<Record<string, ScheduledOutcome>> {
     const service = await this.usableService(name);
     const outcomes: Record<string, ScheduledOutcome> = {};
     for (const scope of scopesOf(service.config)) {

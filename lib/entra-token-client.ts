@@ -42,12 +42,18 @@ export interface EntraTokenClientOptions {
 
 const MAX_RETRY_AFTER_SECONDS = 3600;
 
+/** Transport failures that a retry cannot fix: TLS trust and certificate errors, unknown hosts. */
+const NON_RETRYABLE_TRANSPORT =
+  /^(CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ERR_TLS_|HOSTNAME_MISMATCH|ERR_SSL_|ENOTFOUND)/;
+
 /** Parses Retry-After (delta seconds or HTTP date) into whole seconds, capped like MSAL does. */
 export function parseRetryAfter(value: string | null, now: number): number | undefined {
   if (value === null || value.trim() === '') return undefined;
   const trimmed = value.trim();
   let seconds: number;
   if (/^\d+$/.test(trimmed)) seconds = Number(trimmed);
+  // Otherwise only an HTTP-date (IMF-fixdate); Date.parse would also read "-5" or "1.5" as dates.
+  else if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return undefined;
   else {
     const at = Date.parse(trimmed);
     if (Number.isNaN(at)) return undefined;
@@ -159,7 +165,8 @@ export class EntraTokenClient {
     const detail = typeof code === 'string' ? ` (${code})` : '';
     return new IdentityProviderError(`could not complete the request to the identity provider${detail}`, {
       cause: error,
-      retryable: true,
+      // Resets and refused connections pass; an untrusted certificate or an unknown host does not.
+      retryable: !(typeof code === 'string' && NON_RETRYABLE_TRANSPORT.test(code)),
     });
   }
 

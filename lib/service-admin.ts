@@ -179,6 +179,9 @@ export class ServiceAdministration {
         try {
           await this.deps.registry.create(record);
         } catch (error) {
+          // The write may have been applied even though it reported failure (a lost response): remove our
+          // record first, or it would be left pointing at a deleted secret. Someone else's record is kept.
+          await this.deps.registry.delete(record.name, record.version).catch(() => undefined);
           await this.dropSecret(record.secret, record.name, 'now');
           throw error;
         }

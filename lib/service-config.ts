@@ -21,13 +21,18 @@ export const RESERVED_SERVICE_NAMES: readonly string[] = [
   'health',
 ];
 
+/** zod error option: "is required" when the field is missing, `message` when it has the wrong type. */
+const typed = (message: string) => ({
+  error: (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : message),
+});
+
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
 /** Entra's multi-tenant aliases cannot be used with client credentials (AADSTS50059). */
 const MULTI_TENANT_ALIASES = ['common', 'organizations', 'consumers'];
 
 export const ServiceNameSchema = z
-  .string({ error: 'must be a string' })
+  .string(typed('must be a string'))
   .regex(
     SERVICE_NAME_PATTERN,
     'must match ^[a-z][a-z0-9_-]{1,63}$ (lowercase letter first, then letters, digits, _ or -)',
@@ -35,7 +40,7 @@ export const ServiceNameSchema = z
   .refine((n) => !RESERVED_SERVICE_NAMES.includes(n), { message: 'is a reserved name' });
 
 const TenantIdSchema = z
-  .string({ error: 'must be a string' })
+  .string(typed('must be a string'))
   .trim()
   .refine((t) => !MULTI_TENANT_ALIASES.includes(t.toLowerCase()), {
     message:
@@ -47,7 +52,7 @@ const TenantIdSchema = z
 
 /** Space-separated scopes, each `<resource>/.default`; normalised to single spaces. */
 const ScopesSchema = z
-  .string({ error: 'must be a space-separated string' })
+  .string(typed('must be a space-separated string'))
   .transform((s) => s.trim().split(/\s+/).filter(Boolean))
   .refine((list) => list.length > 0, { message: 'must list at least one scope' })
   .refine((list) => list.length <= 10, { message: 'must list at most 10 scopes' })
@@ -59,7 +64,7 @@ const ScopesSchema = z
   .transform((list) => list.join(' '));
 
 const AuthorityUrlSchema = z
-  .string({ error: 'must be a string' })
+  .string(typed('must be a string'))
   .trim()
   .min(1, 'must not be empty')
   .max(2048, 'must be at most 2048 characters');
@@ -73,18 +78,18 @@ export const SECRET_ARN_PATTERN =
   /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
 
 const ClientSecretSchema = z
-  .string({ error: 'must be a string' })
+  .string(typed('must be a string'))
   .min(1, 'must not be empty')
   .max(1024, 'must be at most 1024 characters');
 
 const ClientSecretArnSchema = z
-  .string({ error: 'must be a string' })
+  .string(typed('must be a string'))
   .regex(SECRET_ARN_PATTERN, 'must be the ARN of a Secrets Manager secret');
 
 /** The config fields; which of the two secret fields is required depends on create vs update. */
 const configShape = {
   client_id: z
-    .string({ error: 'must be a string' })
+    .string(typed('must be a string'))
     .trim()
     .regex(GUID, 'must be the application (client) ID, a GUID'),
   client_secret: ClientSecretSchema.optional().describe(
@@ -106,11 +111,8 @@ const configShape = {
 
 const topShape = {
   name: ServiceNameSchema,
-  label: z.string({ error: 'must be a string' }).max(255, 'must be at most 255 characters').optional(),
-  description: z
-    .string({ error: 'must be a string' })
-    .max(1024, 'must be at most 1024 characters')
-    .optional(),
+  label: z.string(typed('must be a string')).max(255, 'must be at most 255 characters').optional(),
+  description: z.string(typed('must be a string')).max(1024, 'must be at most 1024 characters').optional(),
   type: z.literal('oauth_azure_ad', { error: 'must be "oauth_azure_ad"' }).default('oauth_azure_ad'),
   is_active: z.boolean({ error: 'must be true or false' }).default(true),
 };
@@ -133,7 +135,10 @@ const secretChoice =
 
 /** A service as sent to `POST /api/v2/system/service`. */
 export const ServiceInputSchema = z
-  .object({ ...topShape, config: z.object(configShape).strict().superRefine(secretChoice(true)) })
+  .object({
+    ...topShape,
+    config: z.object(configShape, typed('must be an object')).strict().superRefine(secretChoice(true)),
+  })
   .strict();
 
 /** A service after a PATCH was merged into it: the secret may stay as it is (neither field sent). */
@@ -154,13 +159,13 @@ export const ServicePatchSchema = z
     is_active: z.boolean({ error: 'must be true or false' }).optional(),
     config: z
       .object({
-        client_id: z.string({ error: 'must be a string' }).optional(),
+        client_id: z.string(typed('must be a string')).optional(),
         client_secret: ClientSecretSchema.optional(),
         client_secret_arn: ClientSecretArnSchema.optional(),
-        tenant_id: z.string({ error: 'must be a string' }).optional(),
+        tenant_id: z.string(typed('must be a string')).optional(),
         grant_type: GrantTypeSchema.optional(),
         is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
-        scopes: z.string({ error: 'must be a space-separated string' }).optional(),
+        scopes: z.string(typed('must be a space-separated string')).optional(),
         authority_url: z.string({ error: 'must be a string or null' }).nullable().optional(),
       })
       .strict()
