@@ -1,0 +1,102 @@
+import { App, type AppProps, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import type { MethodLoggingLevel } from 'aws-cdk-lib/aws-apigateway';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { TokenBrokerStack } from './stack';
+import type { BrokerEndpointType, BrokerLogLevel } from './token-broker';
+
+/**
+ * Reads the app's context (`cdk.json` or `-c key=value`). Lists are comma-separated strings on the command
+ * line, or JSON arrays in cdk.json.
+ */
+class ContextReader {
+  constructor(private readonly app: App) {}
+
+  string(key: string): string | undefined {
+    const value: unknown = this.app.node.tryGetContext(key);
+    if (value === undefined || value === null || value === '') return undefined;
+    if (typeof value !== 'string') throw new Error(`context "${key}" must be a string`);
+    return value.trim();
+  }
+
+  list(key: string): string[] | undefined {
+    const value: unknown = this.app.node.tryGetContext(key);
+    if (value === undefined || value === null || value === '') return undefined;
+    const items = Array.isArray(value) ? value.map(String) : String(value).split(',');
+    return items.map((item) => item.trim()).filter((item) => item.length > 0);
+  }
+
+  number(key: string): number | undefined {
+    const value = this.string(key) ?? (this.app.node.tryGetContext(key) as number | undefined);
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new Error(`context "${key}" must be a number`);
+    return n;
+  }
+
+  oneOf<T extends string>(key: string, allowed: readonly T[]): T | undefined {
+    const value = this.string(key);
+    if (value === undefined) return undefined;
+    if (!(allowed as readonly string[]).includes(value)) {
+      throw new Error(`context "${key}" must be one of ${allowed.join(', ')}`);
+    }
+    return value as T;
+  }
+}
+
+/**
+ * Builds the Token Broker app from context, with cdk-nag's AwsSolutions checks registered (findings fail the
+ * synth). Context keys:
+ * - `stage` (default `dev`): stack `TokenBroker-<stage>`, API stage, names, secret prefix
+ * - `allowedAuthorityHosts`: extra Entra authority hosts (`host` or `host:port`)
+ * - `allowedSecretArns`, `allowedSecretKeyArns`: existing secrets services may reference, and their KMS keys
+ * - `endpointType` (`REGIONAL` | `PRIVATE`) and `vpcEndpointIds` (execute-api endpoints of a PRIVATE API)
+ * - `allowedOrganizationId`, `allowedAccountIds`, `allowedVpcEndpoints`, `allowedSourceIps`: resource policy
+ * - `throttlingRateLimit`, `throttlingBurstLimit`, `entraTimeoutSeconds`, `entraRetryBudgetSeconds`,
+ *   `logLevel`, `alarmTopicArn`, *   `webAclArn`, `executionLogLevel` (`OFF` | `ERROR` | `INFO`), `removalPolicy` (`retain` | `destroy`)
+ */
+export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: TokenBrokerStack } {
+  const app = new App(props);
+  const context = new ContextReader(app);
+  const stage = context.string('stage') ?? 'dev';
+  const entraTimeoutSeconds = context.number('entraTimeoutSeconds');
+  const entraRetryBudgetSeconds = context.number('entraRetryBudgetSeconds');
+  const removal = context.oneOf('removalPolicy', ['retain', 'destroy'] as const);
+
+  const stack = new TokenBrokerStack(app, `TokenBroker-${stage}`, {
+    description: `Token Broker (${stage}): Microsoft Entra ID client-credentials tokens for AWS workloads`,
+    vpcEndpointIds: context.list('vpcEndpointIds'),
+    alarmTopicArn: context.string('alarmTopicArn'),
+    broker: {
+      stage,
+      allowedAuthorityHosts: context.list('allowedAuthorityHosts'),
+      allowedSecretArns: context.list('allowedSecretArns'),
+      allowedSecretKeyArns: context.list('allowedSecretKeyArns'),
+      endpointType: context.oneOf<BrokerEndpointType>('endpointType', ['REGIONAL', 'PRIVATE']),
+      allowedOrganizationId: context.string('allowedOrganizationId'),
+      allowedAccountIds: context.list('allowedAccountIds'),
+      allowedVpcEndpoints: context.list('allowedVpcEndpoints'),
+      allowedSourceIps: context.list('allowedSourceIps'),
+      throttlingRateLimit: context.number('throttlingRateLimit'),
+      throttlingBurstLimit: context.number('throttlingBurstLimit'),
+      entraTimeout: entraTimeoutSeconds === undefined ? undefined : Duration.seconds(entraTimeoutSeconds),
+      entraRetryBudget:
+        entraRetryBudgetSeconds === undefined ? undefined : Duration.seconds(entraRetryBudgetSeconds),
+      logLevel: context.oneOf<BrokerLogLevel>('logLevel', ['DEBUG', 'INFO', 'WARN', 'ERROR']),
+      webAclArn: context.string('webAclArn'),
+      executionLogLevel: context.oneOf<`${MethodLoggingLevel}`>('executionLogLevel', [
+        'OFF',
+        'ERROR',
+        'INFO',
+      ]) as MethodLoggingLevel | undefined,
+      removalPolicy:
+        removal === 'destroy'
+          ? RemovalPolicy.DESTROY
+          : removal === 'retain'
+            ? RemovalPolicy.RETAIN
+            : undefined,
+    },
+  });
+
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return { app, stack };
+}

@@ -1,0 +1,526 @@
+/**
+ * The stack `npx cdk synth` produces with no context (stage `dev`), checked resource by resource. One synthesis
+ * (with real esbuild bundling and cdk-nag) is shared by every test in this file.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import path from 'node:path';
+import { Validations } from 'aws-cdk-lib';
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { TokenBrokerStack } from '../../infra/stack';
+import { ENTRA_FAILURES_METRIC } from '../../infra/token-broker';
+import { DEFAULT_FLOW_SETTINGS } from '../../lib/client-credentials-flow';
+import { ROUTES } from '../../lib/routes';
+import { SERVICES_TABLE, TOKEN_CACHE_TABLE } from '../../lib/tables';
+import { type SynthesizedBroker, synthesizeBroker } from './synth';
+import {
+  allowedResourcesByAction,
+  apiMethods,
+  asArray,
+  type CfnResourceJson,
+  functionRoleId,
+  logicalIdOf,
+  renderArn,
+  renderGatewayTemplate,
+  resourcesOfType,
+  roleStatements,
+  type StatementJson,
+} from './template';
+
+let synthesized: SynthesizedBroker;
+let stack: TokenBrokerStack;
+let template: Template;
+let ids: { token: string; admin: string; services: string; cache: string; key: string };
+
+beforeAll(() => {
+  synthesized = synthesizeBroker();
+  stack = synthesized.stack;
+  template = synthesized.template;
+  const { broker } = stack;
+  ids = {
+    token: logicalIdOf(stack, broker.tokenFunction),
+    admin: logicalIdOf(stack, broker.adminFunction),
+    services: logicalIdOf(stack, broker.servicesTable),
+    cache: logicalIdOf(stack, broker.tokenCacheTable),
+    key: logicalIdOf(stack, broker.key),
+  };
+});
+
+const fnProps = (id: string) =>
+  resourcesOfType(template, 'AWS::Lambda::Function')[id]?.Properties as Record<string, unknown>;
+const environmentOf = (id: string) =>
+  (fnProps(id).Environment as { Variables: Record<string, unknown> }).Variables;
+const assetDirOf = (id: string): string => {
+  const s3Key = (fnProps(id).Code as { S3Key: string }).S3Key;
+  return path.join(synthesized.assembly.directory, `asset.${s3Key.replace(/\.zip$/, '')}`);
+};
+/** Statements of a function's role that mention any action of `service` (e.g. `dynamodb`). */
+const serviceStatements = (fnId: string, service: string): StatementJson[] =>
+  roleStatements(template, functionRoleId(template, fnId)).filter((s) =>
+    asArray(s.Action).some((a) => a.startsWith(`${service}:`)),
+  );
+/** Table actions of a function, per table logical id. */
+const tableActions = (fnId: string): Record<string, string[]> => {
+  const byTable: Record<string, string[]> = {};
+  for (const s of serviceStatements(fnId, 'dynamodb')) {
+    for (const r of asArray(s.Resource)) {
+      const table = (r as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+      byTable[table] = [...(byTable[table] ?? []), ...asArray(s.Action)].sort();
+    }
+  }
+  return byTable;
+};
+const SECRETS_UNDER_PREFIX =
+  'arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:token-broker/dev/services/*';
+
+describe('API Gateway', () => {
+  it('authorizes every method with AWS_IAM', () => {
+    const methods = apiMethods(template);
+
+    expect(methods.length).toBeGreaterThan(0);
+    expect(methods.filter((m) => m.properties.AuthorizationType !== 'AWS_IAM')).toEqual([]);
+  });
+
+  it('routes every method of every route in lib/routes.ts to the function that serves it', () => {
+    const methods = apiMethods(template);
+
+    for (const route of ROUTES) {
+      for (const method of route.methods) {
+        const found = methods.find((m) => m.path === route.resource && m.method === method);
+        const integration = found?.properties.Integration as { Type: string; Uri: unknown } | undefined;
+        expect({ route: `${method} ${route.resource}`, type: integration?.Type }).toEqual({
+          route: `${method} ${route.resource}`,
+          type: 'AWS_PROXY',
+        });
+        expect(JSON.stringify(integration?.Uri)).toContain(ids[route.function]);
+      }
+    }
+  });
+
+  it('integrates no other method with a function', () => {
+    const integrated = apiMethods(template).filter(
+      (m) => (m.properties.Integration as { Type: string }).Type === 'AWS_PROXY',
+    );
+
+    expect(integrated).toHaveLength(ROUTES.reduce((n, r) => n + r.methods.length, 0));
+  });
+
+  it("answers a route's other methods with 405, its Allow header and the error shape", () => {
+    for (const route of ROUTES) {
+      const any = apiMethods(template).find((m) => m.path === route.resource && m.method === 'ANY');
+      const integration = any?.properties.Integration as {
+        Type: string;
+        IntegrationResponses: Array<{
+          StatusCode: string;
+          ResponseTemplates: Record<string, string>;
+          ResponseParameters: Record<string, string>;
+        }>;
+      };
+      const response = integration.IntegrationResponses[0];
+
+      expect(integration.Type).toBe('MOCK');
+      expect(response?.StatusCode).toBe('405');
+      expect(response?.ResponseParameters['method.response.header.Allow']).toBe(
+        `'${route.methods.join(', ')}'`,
+      );
+      expect(JSON.parse(response?.ResponseTemplates['application/json'] as string)).toEqual({
+        error: { code: 405, message: expect.stringContaining(route.methods.join(', ')) },
+      });
+    }
+  });
+
+  it('answers every path that is not a route with 404 in the error shape', () => {
+    const routePaths = new Set(ROUTES.map((r) => r.resource));
+    const resourcePaths = new Set(apiMethods(template).map((m) => m.path));
+    const notFound = apiMethods(template).filter((m) => !routePaths.has(m.path));
+
+    // The greedy catch-all, and every resource on the way to a route (they would otherwise answer 403).
+    expect(resourcePaths).toEqual(
+      new Set([...routePaths, '/', '/api', '/api/v2', '/api/v2/system', '/api/v2/{service}', '/{proxy+}']),
+    );
+    for (const m of notFound) {
+      const integration = m.properties.Integration as {
+        Type: string;
+        IntegrationResponses: Array<{ StatusCode: string; ResponseTemplates: Record<string, string> }>;
+      };
+      expect({ path: m.path, method: m.method, type: integration.Type }).toEqual({
+        path: m.path,
+        method: 'ANY',
+        type: 'MOCK',
+      });
+      expect(
+        JSON.parse(integration.IntegrationResponses[0]?.ResponseTemplates['application/json'] as string),
+      ).toEqual({
+        error: { code: 404, message: 'no route matches this path' },
+      });
+    }
+  });
+
+  it("answers API Gateway's own errors in the API's error shape, with the status they are sent with", () => {
+    const responses = Object.values(resourcesOfType(template, 'AWS::ApiGateway::GatewayResponse'));
+
+    expect(responses).toHaveLength(21);
+    for (const { Properties: p } of responses) {
+      const body = renderGatewayTemplate(
+        (p.ResponseTemplates as Record<string, string>)['application/json'] as string,
+      );
+      const code =
+        p.StatusCode === undefined ? (p.ResponseType === 'DEFAULT_4XX' ? 400 : 500) : Number(p.StatusCode);
+      expect({ type: p.ResponseType, body }).toEqual({
+        type: p.ResponseType,
+        body: { error: { code, message: expect.any(String), context: { request_id: 'sample-id' } } },
+      });
+    }
+  });
+
+  it('leaves the status of the DEFAULT_4XX and DEFAULT_5XX fallbacks alone (a status there overrides every type)', () => {
+    const defaults = Object.values(resourcesOfType(template, 'AWS::ApiGateway::GatewayResponse')).filter(
+      (r) => String(r.Properties.ResponseType).startsWith('DEFAULT_'),
+    );
+
+    expect(defaults.map((d) => d.Properties.StatusCode)).toEqual([undefined, undefined]);
+  });
+
+  it('tells an unsigned caller to sign the request with SigV4 (403)', () => {
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'MISSING_AUTHENTICATION_TOKEN',
+      StatusCode: '403',
+      ResponseTemplates: { 'application/json': Match.stringLikeRegexp('Signature Version 4') },
+    });
+  });
+
+  it('is a regional endpoint without a resource policy by default', () => {
+    const api = Object.values(resourcesOfType(template, 'AWS::ApiGateway::RestApi'))[0] as CfnResourceJson;
+
+    expect(api.Properties.EndpointConfiguration).toEqual({ Types: ['REGIONAL'] });
+    expect(api.Properties.Policy).toBeUndefined();
+  });
+
+  it('throttles the stage at 50 requests per second with bursts of 100 by default', () => {
+    template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({
+          HttpMethod: '*',
+          ResourcePath: '/*',
+          ThrottlingRateLimit: 50,
+          ThrottlingBurstLimit: 100,
+        }),
+      ]),
+    });
+  });
+
+  it('traces the stage with X-Ray', () => {
+    template.hasResourceProperties('AWS::ApiGateway::Stage', { StageName: 'dev', TracingEnabled: true });
+  });
+
+  it('writes JSON access logs naming the caller to a log group kept for a year', () => {
+    const stage = Object.values(resourcesOfType(template, 'AWS::ApiGateway::Stage'))[0] as CfnResourceJson;
+    const settings = stage.Properties.AccessLogSetting as { DestinationArn: unknown; Format: string };
+    const logGroupId = /:log-group:<(\w+)>$/.exec(renderArn(settings.DestinationArn))?.[1] as string;
+    const logGroup = resourcesOfType(template, 'AWS::Logs::LogGroup')[logGroupId];
+
+    expect(JSON.parse(settings.Format)).toMatchObject({
+      requestId: '$context.requestId',
+      status: '$context.status',
+      userArn: '$context.identity.userArn',
+      resourcePath: '$context.resourcePath',
+    });
+    expect(logGroup?.Properties.RetentionInDays).toBe(365);
+  });
+});
+
+describe('Lambda', () => {
+  it('runs both functions on nodejs24.x and arm64 with the handler index.handler', () => {
+    for (const id of [ids.token, ids.admin]) {
+      expect(fnProps(id)).toMatchObject({
+        Runtime: 'nodejs24.x',
+        Architectures: ['arm64'],
+        Handler: 'index.handler',
+      });
+    }
+  });
+
+  it("gives the token function time for a lease wait and Entra's retry budget, and less than API Gateway's 29 s", () => {
+    const budgetSeconds = Number(environmentOf(ids.token).TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS) / 1000;
+    const timeout = fnProps(ids.token).Timeout as number;
+
+    expect(budgetSeconds).toBe(12);
+    expect(timeout).toBe(DEFAULT_FLOW_SETTINGS.leaseWaitMs / 1000 + budgetSeconds + 5);
+    expect(timeout).toBeLessThanOrEqual(25);
+  });
+
+  it("wires each function's environment to the stack's own tables, key and secret prefix", () => {
+    for (const id of [ids.token, ids.admin]) {
+      expect(environmentOf(id)).toEqual({
+        TOKEN_BROKER_SERVICES_TABLE: { Ref: ids.services },
+        TOKEN_BROKER_TOKEN_CACHE_TABLE: { Ref: ids.cache },
+        TOKEN_BROKER_SECRET_PREFIX: 'token-broker/dev/services/',
+        TOKEN_BROKER_SECRET_KMS_KEY_ID: { 'Fn::GetAtt': [ids.key, 'Arn'] },
+        TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: '',
+        TOKEN_BROKER_ALLOWED_SECRET_ARNS: '',
+        TOKEN_BROKER_ENTRA_TIMEOUT_MS: '10000',
+        TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS: '12000',
+        POWERTOOLS_SERVICE_NAME: 'token-broker',
+        POWERTOOLS_LOG_LEVEL: 'INFO',
+        NODE_OPTIONS: '--enable-source-maps',
+      });
+    }
+  });
+
+  it('sizes the token function at 1,024 MB and the admin function at 512 MB, as measured', () => {
+    expect(fnProps(ids.token).MemorySize).toBe(1024);
+    expect(fnProps(ids.admin).MemorySize).toBe(512);
+  });
+
+  it('logs each function to its own log group, kept for a year', () => {
+    for (const id of [ids.token, ids.admin]) {
+      const logGroupId = (fnProps(id).LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
+      expect(resourcesOfType(template, 'AWS::Logs::LogGroup')[logGroupId]?.Properties.RetentionInDays).toBe(
+        365,
+      );
+    }
+  });
+
+  it('traces both functions with X-Ray', () => {
+    for (const id of [ids.token, ids.admin]) expect(fnProps(id).TracingConfig).toEqual({ Mode: 'Active' });
+  });
+
+  it('bundles everything, the AWS SDK included: the bundle requires nothing but Node built-ins', () => {
+    for (const id of [ids.token, ids.admin]) {
+      const code = readFileSync(path.join(assetDirOf(id), 'index.js'), 'utf8');
+      // Calls only: not `obj.require(`, nor the `[require("...")]` an SDK error message quotes.
+      const required = [...code.matchAll(/(?<![[\w.$])require\("([^"]+)"\)/g)].map((m) => m[1] as string);
+      const outside = required.filter((r) => !r.startsWith('node:') && !builtinModules.includes(r));
+
+      expect(code).toContain('DynamoDBClient');
+      expect(outside).toEqual([]);
+    }
+  });
+
+  it('ships a source map without sources next to each minified bundle', () => {
+    for (const id of [ids.token, ids.admin]) {
+      const mapFile = path.join(assetDirOf(id), 'index.js.map');
+      expect(existsSync(mapFile)).toBe(true);
+      expect(
+        (JSON.parse(readFileSync(mapFile, 'utf8')) as { sourcesContent?: unknown }).sourcesContent,
+      ).toBeUndefined();
+    }
+  });
+});
+
+describe('DynamoDB and KMS', () => {
+  it('keys the services table as SERVICES_TABLE says, with point-in-time recovery and deletion protection', () => {
+    template.hasResource('AWS::DynamoDB::Table', {
+      Properties: Match.objectLike({
+        KeySchema: [{ AttributeName: SERVICES_TABLE.partitionKey, KeyType: 'HASH' }],
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        DeletionProtectionEnabled: true,
+      }),
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+  });
+
+  it('keys the token cache table as TOKEN_CACHE_TABLE says, with TTL on its ttl attribute', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: TOKEN_CACHE_TABLE.partitionKey, KeyType: 'HASH' },
+        { AttributeName: TOKEN_CACHE_TABLE.sortKey, KeyType: 'RANGE' },
+      ],
+      TimeToLiveSpecification: { AttributeName: TOKEN_CACHE_TABLE.ttlAttribute, Enabled: true },
+    });
+  });
+
+  it("bills both tables on demand and encrypts them with the stack's customer-managed key", () => {
+    const tables = Object.values(resourcesOfType(template, 'AWS::DynamoDB::Table'));
+
+    expect(tables).toHaveLength(2);
+    for (const t of tables) {
+      expect(t.Properties).toMatchObject({
+        BillingMode: 'PAY_PER_REQUEST',
+        SSESpecification: {
+          SSEEnabled: true,
+          SSEType: 'KMS',
+          KMSMasterKeyId: { 'Fn::GetAtt': [ids.key, 'Arn'] },
+        },
+      });
+    }
+  });
+
+  it('rotates the KMS key and keeps it when the stack is deleted', () => {
+    template.hasResource('AWS::KMS::Key', {
+      Properties: Match.objectLike({ EnableKeyRotation: true }),
+      DeletionPolicy: 'Retain',
+    });
+  });
+});
+
+describe('least privilege', () => {
+  it('gives each function exactly the table actions of the adapter calls it makes', () => {
+    expect(tableActions(ids.token)).toEqual({
+      [ids.services]: ['dynamodb:GetItem'],
+      [ids.cache]: [
+        'dynamodb:BatchWriteItem',
+        'dynamodb:DeleteItem',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:Query',
+      ],
+    });
+    expect(tableActions(ids.admin)).toEqual({
+      [ids.services]: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan'],
+      [ids.cache]: ['dynamodb:BatchWriteItem', 'dynamodb:Query'],
+    });
+  });
+
+  it('lets the token function only read secrets, and only under the prefix', () => {
+    const allowed = allowedResourcesByAction(
+      roleStatements(template, functionRoleId(template, ids.token)),
+      'secretsmanager',
+    );
+
+    expect(allowed).toEqual({ 'secretsmanager:GetSecretValue': [SECRETS_UNDER_PREFIX] });
+  });
+
+  it('lets the admin function create (with tags), check and delete secrets under the prefix, never read one', () => {
+    const allowed = allowedResourcesByAction(
+      roleStatements(template, functionRoleId(template, ids.admin)),
+      'secretsmanager',
+    );
+
+    expect(allowed).toEqual({
+      'secretsmanager:CreateSecret': [SECRETS_UNDER_PREFIX],
+      'secretsmanager:TagResource': [SECRETS_UNDER_PREFIX],
+      'secretsmanager:DeleteSecret': [SECRETS_UNDER_PREFIX],
+      'secretsmanager:DescribeSecret': [SECRETS_UNDER_PREFIX],
+    });
+  });
+
+  it('uses the KMS key only through DynamoDB and through Secrets Manager for secrets under the prefix', () => {
+    for (const id of [ids.token, ids.admin]) {
+      const statements = serviceStatements(id, 'kms');
+
+      expect(statements.length).toBeGreaterThan(0);
+      for (const s of statements) {
+        expect(s.Resource).toEqual({ 'Fn::GetAtt': [ids.key, 'Arn'] });
+        const via = JSON.stringify(s.Condition?.StringEquals?.['kms:ViaService']);
+        expect(via).toMatch(/"(dynamodb|secretsmanager)\."/);
+        if (via.includes('secretsmanager')) {
+          expect(renderArn(s.Condition?.StringLike?.['kms:EncryptionContext:SecretARN'])).toBe(
+            SECRETS_UNDER_PREFIX,
+          );
+        }
+      }
+    }
+  });
+
+  it('lets the token function decrypt secrets but never encrypt new ones', () => {
+    const kmsViaSecrets = serviceStatements(ids.token, 'kms').filter((s) =>
+      JSON.stringify(s.Condition).includes('secretsmanager'),
+    );
+
+    expect(kmsViaSecrets.map((s) => s.Action)).toEqual(['kms:Decrypt']);
+  });
+
+  it('uses "*" as a resource only for X-Ray, which has no resource-level permissions', () => {
+    const wildcards = Object.values(resourcesOfType(template, 'AWS::IAM::Policy'))
+      .flatMap((p) => asArray((p.Properties.PolicyDocument as { Statement: StatementJson[] }).Statement))
+      .filter((s) => asArray(s.Resource).includes('*'));
+
+    expect(wildcards.flatMap((s) => asArray(s.Action)).filter((a) => !a.startsWith('xray:'))).toEqual([]);
+  });
+
+  it('attaches no AWS managed policy to any role', () => {
+    for (const role of Object.values(resourcesOfType(template, 'AWS::IAM::Role'))) {
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  it('lets each function write only to its own log group', () => {
+    for (const id of [ids.token, ids.admin]) {
+      const logGroupId = (fnProps(id).LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
+      const logs = serviceStatements(id, 'logs');
+
+      expect(logs).toEqual([
+        {
+          Effect: 'Allow',
+          Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          Resource: { 'Fn::GetAtt': [logGroupId, 'Arn'] },
+        },
+      ]);
+    }
+  });
+});
+
+describe('operations', () => {
+  const alarms = () =>
+    Object.values(resourcesOfType(template, 'AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+
+  it('alarms when more than 5% of API requests fail with a 5xx', () => {
+    const alarm = alarms().find((a) => a.AlarmName === 'token-broker-dev-api-5xx-rate');
+    const metrics = JSON.stringify(alarm?.Metrics);
+
+    expect(alarm?.Threshold).toBe(5);
+    expect(metrics).toContain('5XXError');
+    expect(metrics).toContain('"Count"');
+  });
+
+  it('alarms on errors and on throttles of each function', () => {
+    for (const id of [ids.token, ids.admin]) {
+      const metricNames = alarms()
+        .filter((a) => JSON.stringify(a.Dimensions ?? []).includes(id))
+        .map((a) => a.MetricName)
+        .sort();
+      expect(metricNames).toEqual(['Errors', 'Throttles']);
+    }
+  });
+
+  it('alarms on the EntraFailures metric the handlers emit', () => {
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: ENTRA_FAILURES_METRIC.namespace,
+      MetricName: ENTRA_FAILURES_METRIC.metricName,
+      Dimensions: [{ Name: 'service', Value: ENTRA_FAILURES_METRIC.service }],
+      Statistic: 'Sum',
+    });
+  });
+
+  it('creates the alarms without actions when no topic is given', () => {
+    expect(alarms()).toHaveLength(6);
+    for (const a of alarms()) expect(a.AlarmActions).toBeUndefined();
+  });
+
+  it('outputs the API URL, the table names, the KMS key ARN and the secret prefix', () => {
+    const outputs = template.findOutputs('*') as Record<string, { Value: unknown }>;
+
+    expect(Object.keys(outputs).sort()).toEqual([
+      'ApiUrl',
+      'KmsKeyArn',
+      'SecretPrefix',
+      'ServicesTableName',
+      'TokenCacheTableName',
+    ]);
+    expect(outputs.ServicesTableName?.Value).toEqual({ Ref: ids.services });
+    expect(outputs.TokenCacheTableName?.Value).toEqual({ Ref: ids.cache });
+    expect(outputs.KmsKeyArn?.Value).toEqual({ 'Fn::GetAtt': [ids.key, 'Arn'] });
+  });
+});
+
+describe('cdk-nag', () => {
+  it("passes the AwsSolutions checks, with the construct's acknowledgements", () => {
+    const report = new AwsSolutionsChecks().validateScope(stack);
+
+    expect(report.violations).toEqual([]);
+  });
+
+  it('gives every acknowledgement a reason', () => {
+    const acknowledgements = stack.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY))
+      .flatMap((m) => Object.entries(m.data as Record<string, string>));
+
+    expect(acknowledgements.length).toBeGreaterThan(0);
+    for (const [id, reason] of acknowledgements)
+      expect({ id, reason: reason.length >= 40 }).toEqual({ id, reason: true });
+  });
+});

@@ -1,0 +1,508 @@
+/**
+ * Deploy fidelity: runs what `cdk deploy` would upload, as it would run. Each function's bundle is taken from
+ * the synthesized cloud assembly (found through the asset manifest, exactly as the CLI uploads it) and loaded
+ * natively, outside jest's module system; its handler is the one the template names; its environment is the one
+ * the template gives that function, with every Ref and Fn::GetAtt resolved to a local stand-in. The tables are
+ * created in DynamoDB Local from the template's own table definitions. Both stores are reached through a
+ * recording proxy, so the test can also check that every call a bundle makes is allowed by that function's role
+ * policy in the template.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
+import type { CfnResource } from 'aws-cdk-lib';
+import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { ENTRA_FAILURES_METRIC } from '../../infra/token-broker';
+import { type FunctionName, ROUTES } from '../../lib/routes';
+import { startSecretsManagerServer } from '../../local/secrets-manager-server';
+import { apiGatewayEvent, localLambdaContext } from '../fixtures/apigw-event';
+import { dynamoDbLocalClient, dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
+import { EntraEmulator } from '../fixtures/entra-emulator';
+import { secretsManagerClient } from '../fixtures/secrets-manager';
+import { synthesizeBroker } from '../infra/synth';
+
+type Handler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+type Json = Record<string, unknown>;
+
+/** What the local Secrets Manager writes into ARNs, and what the template's pseudo parameters stand for here. */
+const REGION = 'us-east-1';
+const ACCOUNT = '000000000000';
+const TENANT = '3c1d7e9a-5b2f-4a68-9d0e-7f1a2b3c4d5e';
+const CLIENT_ID = '9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b';
+const CLIENT_SECRET = 'fidelity-client-secret~value';
+const SERVICE = 'fidelity';
+/** A service whose client secret already exists outside the broker's prefix (config.client_secret_arn). */
+const REFERENCING_SERVICE = 'fidelity-byo';
+const SHARED_SECRETS = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:shared/entra/*`;
+const TOKEN_RESOURCE = ROUTES.find((r) => r.function === 'token')?.resource as string;
+const ADMIN_RESOURCE = '/api/v2/system/service';
+
+/** One call a bundle made to a store, as the recording proxy saw it. */
+interface StoreCall {
+  /** The function whose invocation made the call; `outside` for calls made between invocations. */
+  fn: FunctionName | 'outside';
+  /** IAM action, e.g. `dynamodb:GetItem`. */
+  action: string;
+  /** The DynamoDB table name or the secret ARN (or name) the call addressed. */
+  target: string;
+  body: Json;
+}
+
+const calls: StoreCall[] = [];
+let current: FunctionName | undefined;
+
+/** A proxy in front of a store that records each JSON-protocol call (X-Amz-Target) and forwards it untouched. */
+async function startRecordingProxy(
+  upstream: string,
+  service: 'dynamodb' | 'secretsmanager',
+): Promise<Server> {
+  const target = new URL(upstream);
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? 'unknown';
+      const body = (raw.length > 0 ? JSON.parse(raw.toString('utf8')) : {}) as Json;
+      for (const addressed of addressedResources(service, body)) {
+        calls.push({ fn: current ?? 'outside', action: `${service}:${operation}`, target: addressed, body });
+      }
+      const forward = httpRequest(
+        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+        (upstreamRes) => {
+          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+          upstreamRes.pipe(res);
+        },
+      );
+      forward.on('error', (error) => res.destroy(error));
+      forward.end(raw);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
+function addressedResources(service: 'dynamodb' | 'secretsmanager', body: Json): string[] {
+  if (service === 'dynamodb') {
+    if (typeof body.TableName === 'string') return [body.TableName];
+    return Object.keys((body.RequestItems as Json | undefined) ?? {});
+  }
+  const id = (body.SecretId ?? body.Name) as string;
+  return [id.startsWith('arn:') ? id : `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${id}`];
+}
+
+function urlOf(server: Server): string {
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+/** Renders a template value with the pseudo parameters of this local "account". */
+function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Json;
+  if (v.Ref === 'AWS::Partition') return 'aws';
+  if (v.Ref === 'AWS::Region') return REGION;
+  if (v.Ref === 'AWS::AccountId') return ACCOUNT;
+  if (Array.isArray(v['Fn::Join'])) {
+    const [separator, parts] = v['Fn::Join'] as [string, unknown[]];
+    return parts.map(render).join(separator);
+  }
+  throw new Error(`cannot render ${JSON.stringify(value)}`);
+}
+
+/** IAM's ARN matching: `*` any run of characters, `?` one character. */
+function arnMatches(pattern: string, arn: string): boolean {
+  const regex = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
+  return new RegExp(`^${regex}$`).test(arn);
+}
+
+const asArray = <T>(value: T | T[] | undefined): T[] =>
+  value === undefined ? [] : Array.isArray(value) ? value : [value];
+
+let workDir: string;
+let emulator: EntraEmulator;
+let secrets: { url: string; close(): Promise<void> };
+let dynamoProxy: Server;
+let secretsProxy: Server;
+let resources: Record<string, { Type: string; Properties: Json }>;
+const handlers = {} as Record<FunctionName, Handler>;
+const logicalIds = {} as Record<FunctionName, string>;
+const tableNames: Record<string, string> = {};
+let keyArn: string;
+let etag: string;
+let secretPrefix: string;
+const savedEnv = { ...process.env };
+
+/** One invocation's result, and the lines the function wrote (its logs, and on stdout its EMF metric documents). */
+interface Invocation {
+  status: number;
+  body: Json;
+  headers: Record<string, unknown>;
+  stdout: string[];
+  stderr: string[];
+}
+
+/** Replaces a stream's write with one that keeps the lines; returns the function that puts it back. */
+function capture(stream: NodeJS.WriteStream, lines: string[]): () => void {
+  const write = stream.write;
+  stream.write = ((chunk: string | Uint8Array) => {
+    lines.push(
+      ...String(chunk)
+        .split('\n')
+        .filter((line) => line.length > 0),
+    );
+    return true;
+  }) as typeof stream.write;
+  return () => {
+    stream.write = write;
+  };
+}
+
+/**
+ * Invokes a bundled handler the way Lambda does, recording which function the store calls belong to and
+ * keeping what it writes (where Lambda would take its logs and EMF metrics from) out of jest's output.
+ */
+async function invoke(fn: FunctionName, event: APIGatewayProxyEvent): Promise<Invocation> {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const restore = [capture(process.stdout, stdout), capture(process.stderr, stderr)];
+  current = fn;
+  try {
+    const timeoutMs = Number(resources[logicalIds[fn]]?.Properties.Timeout) * 1000;
+    const result = await handlers[fn](event, localLambdaContext(`fidelity-${fn}`, timeoutMs));
+    const body = JSON.parse(result.body) as Json;
+    return { status: result.statusCode, body, headers: result.headers ?? {}, stdout, stderr };
+  } finally {
+    current = undefined;
+    for (const undo of restore) undo();
+  }
+}
+
+const tokenEvent = (method: string, service = SERVICE) =>
+  apiGatewayEvent({
+    method,
+    resource: TOKEN_RESOURCE,
+    path: TOKEN_RESOURCE.replace('{service}', service),
+    pathParameters: { service },
+  });
+
+const serviceEvent = (method: string, headers: Record<string, string> = {}, body?: unknown) =>
+  apiGatewayEvent({
+    method,
+    resource: `${ADMIN_RESOURCE}/{name}`,
+    path: `${ADMIN_RESOURCE}/${SERVICE}`,
+    pathParameters: { name: SERVICE },
+    headers,
+    body,
+  });
+
+/** The config of a service authenticating with the emulator's app (its secret added by each test). */
+const emulatorConfig = () => ({
+  client_id: CLIENT_ID,
+  tenant_id: TENANT,
+  grant_type: 'client_credentials',
+  scopes: 'https://graph.microsoft.com/.default',
+  authority_url: emulator.authorityUrl(TENANT),
+});
+
+beforeAll(async () => {
+  // Prepare: the stand-ins the template's references resolve to.
+  workDir = mkdtempSync(path.join(tmpdir(), 'token-broker-fidelity-'));
+  emulator = await EntraEmulator.start();
+  emulator.registerApp({ tenantId: TENANT, clientId: CLIENT_ID, clientSecrets: [CLIENT_SECRET] });
+  secrets = await startSecretsManagerServer({
+    dataDir: path.join(workDir, 'secrets'),
+    region: REGION,
+    accountId: ACCOUNT,
+  });
+  dynamoProxy = await startRecordingProxy(dynamoDbLocalEndpoint(), 'dynamodb');
+  secretsProxy = await startRecordingProxy(secrets.url, 'secretsmanager');
+
+  // Synthesize as `cdk synth` does; the emulator's host is allowed through context, like any authority host.
+  const { stack, assembly } = synthesizeBroker(
+    {
+      stage: 'fidelity',
+      allowedAuthorityHosts: new URL(emulator.url).host,
+      allowedSecretArns: SHARED_SECRETS,
+      logLevel: 'WARN',
+    },
+    { outdir: path.join(workDir, 'cdk.out') },
+  );
+  const artifact = assembly.getStackByName(stack.stackName);
+  resources = (artifact.template as { Resources: typeof resources }).Resources;
+  logicalIds.token = stack.getLogicalId(stack.broker.tokenFunction.node.defaultChild as CfnResource);
+  logicalIds.admin = stack.getLogicalId(stack.broker.adminFunction.node.defaultChild as CfnResource);
+  secretPrefix = stack.broker.secretPrefix;
+
+  // Tables exactly as the template defines them.
+  const ddb = dynamoDbLocalClient();
+  const suffix = randomUUID().slice(0, 8);
+  for (const [id, resource] of Object.entries(resources)) {
+    if (resource.Type !== 'AWS::DynamoDB::Table') continue;
+    const p = resource.Properties;
+    tableNames[id] = `fidelity-${id}-${suffix}`;
+    await ddb.send(
+      new CreateTableCommand({
+        TableName: tableNames[id],
+        KeySchema: p.KeySchema,
+        AttributeDefinitions: p.AttributeDefinitions,
+        BillingMode: p.BillingMode,
+      } as CreateTableCommandInput),
+    );
+    const ttl = p.TimeToLiveSpecification as { AttributeName: string; Enabled: boolean } | undefined;
+    if (ttl?.Enabled) {
+      await ddb.send(
+        new UpdateTimeToLiveCommand({
+          TableName: tableNames[id],
+          TimeToLiveSpecification: { AttributeName: ttl.AttributeName, Enabled: true },
+        }),
+      );
+    }
+  }
+  ddb.destroy();
+  const keyId = Object.keys(resources).find((id) => resources[id]?.Type === 'AWS::KMS::Key') as string;
+  keyArn = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${randomUUID()}`;
+  const resolve = (value: unknown): string => {
+    if (typeof value === 'string') return value;
+    const v = value as Json;
+    if (typeof v.Ref === 'string' && tableNames[v.Ref]) return tableNames[v.Ref] as string;
+    const getAtt = v['Fn::GetAtt'] as [string, string] | undefined;
+    if (getAtt && getAtt[0] === keyId && getAtt[1] === 'Arn') return keyArn;
+    throw new Error(`no local stand-in for ${JSON.stringify(value)}`);
+  };
+
+  // The asset manifest maps each function's S3 key to the directory the CLI would zip and upload.
+  const manifest = artifact.dependencies.find(
+    (a) => a instanceof AssetManifestArtifact,
+  ) as AssetManifestArtifact;
+  const assetDirs = new Map<string, string>();
+  for (const file of Object.values(manifest.contents.files ?? {})) {
+    for (const destination of Object.values(file.destinations)) {
+      assetDirs.set(destination.objectKey, path.join(assembly.directory, file.source.path as string));
+    }
+  }
+
+  const nativeRequire = process.getBuiltinModule('node:module').createRequire(__filename);
+  let previous: string[] = [];
+  for (const fn of ['admin', 'token'] as const) {
+    const props = resources[logicalIds[fn]]?.Properties as Json;
+    const variables = (props.Environment as { Variables: Json }).Variables;
+    // NODE_OPTIONS only acts when a process starts, and this one is running already.
+    const { NODE_OPTIONS: _processFlag, ...env } = Object.fromEntries(
+      Object.entries(variables).map(([k, v]) => [k, resolve(v)]),
+    );
+    // The bundles read their environment at cold start: set exactly this function's before loading it.
+    for (const key of previous) delete process.env[key];
+    previous = Object.keys(env);
+    Object.assign(process.env, env, {
+      // DynamoDB Local keeps tables per access key and region: the same as the client that created them.
+      AWS_REGION: REGION,
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      AWS_ENDPOINT_URL_DYNAMODB: urlOf(dynamoProxy),
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: urlOf(secretsProxy),
+    });
+    const assetDir = assetDirs.get((props.Code as { S3Key: string }).S3Key) as string;
+    const [file, exportName] = (props.Handler as string).split('.') as [string, string];
+    handlers[fn] = (nativeRequire(path.join(assetDir, `${file}.js`)) as Record<string, Handler>)[
+      exportName
+    ] as Handler;
+  }
+});
+
+afterAll(async () => {
+  for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
+  Object.assign(process.env, savedEnv);
+  await Promise.all([
+    emulator?.stop(),
+    secrets?.close(),
+    dynamoProxy && closeServer(dynamoProxy),
+    secretsProxy && closeServer(secretsProxy),
+  ]);
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+describe('the bundles cdk deploy would upload, with the environment the template gives them', () => {
+  it('creates a service through the admin bundle', async () => {
+    const response = await invoke(
+      'admin',
+      apiGatewayEvent({
+        method: 'POST',
+        resource: ADMIN_RESOURCE,
+        path: ADMIN_RESOURCE,
+        body: {
+          name: SERVICE,
+          label: 'Deploy fidelity',
+          type: 'oauth_azure_ad',
+          is_active: true,
+          config: { ...emulatorConfig(), client_secret: CLIENT_SECRET },
+        },
+      }),
+    );
+    etag = String(response.headers.ETag);
+
+    expect(response.status).toBe(201);
+    expect(JSON.stringify(response.body)).not.toContain(CLIENT_SECRET);
+  });
+
+  it('stores the client secret under the template prefix, encrypted with the template key', () => {
+    const created = calls.filter((c) => c.action === 'secretsmanager:CreateSecret');
+
+    expect(created).toHaveLength(1);
+    expect(created[0]?.body.Name).toEqual(expect.stringMatching(new RegExp(`^${secretPrefix}${SERVICE}/`)));
+    expect(created[0]?.body.KmsKeyId).toBe(keyArn);
+  });
+
+  it('serves a token from Entra through the token bundle', async () => {
+    const response = await invoke('token', tokenEvent('GET'));
+
+    expect(response.status).toBe(200);
+    expect(response.body).toMatchObject({ token_type: 'Bearer', access_token: emulator.issuedTokens[0] });
+    expect(emulator.tokenRequestCount).toBe(1);
+  });
+
+  it('answers the second GET from the cache: two GETs, one Entra request', async () => {
+    const response = await invoke('token', tokenEvent('GET'));
+
+    expect(response.status).toBe(200);
+    expect(response.body.access_token).toBe(emulator.issuedTokens[0]);
+    expect(emulator.tokenRequestCount).toBe(1);
+  });
+
+  it('clears the cache, so the next GET asks Entra again', async () => {
+    const cleared = await invoke('token', tokenEvent('DELETE'));
+    const after = await invoke('token', tokenEvent('GET'));
+
+    expect(cleared).toMatchObject({
+      status: 200,
+      body: { success: true, message: 'Token cache cleared successfully.' },
+    });
+    expect(after.status).toBe(200);
+    expect(emulator.tokenRequestCount).toBe(2);
+  });
+
+  it('changes a service with If-Match, after which the token bundle asks Entra again', async () => {
+    const changed = await invoke('admin', serviceEvent('PATCH', { 'If-Match': etag }, { label: 'Renamed' }));
+    const after = await invoke('token', tokenEvent('GET'));
+
+    expect(changed.status).toBe(200);
+    expect(changed.body.label).toBe('Renamed');
+    expect(after.status).toBe(200);
+    expect(emulator.tokenRequestCount).toBe(3);
+  });
+
+  it('serves a token for a service that references an existing secret by ARN', async () => {
+    const sm = secretsManagerClient(secrets.url);
+    const existing = await sm.send(
+      new CreateSecretCommand({ Name: 'shared/entra/fidelity', SecretString: CLIENT_SECRET }),
+    );
+    sm.destroy();
+    const created = await invoke(
+      'admin',
+      apiGatewayEvent({
+        method: 'POST',
+        resource: ADMIN_RESOURCE,
+        path: ADMIN_RESOURCE,
+        body: { name: REFERENCING_SERVICE, config: { ...emulatorConfig(), client_secret_arn: existing.ARN } },
+      }),
+    );
+    const token = await invoke('token', tokenEvent('GET', REFERENCING_SERVICE));
+
+    expect(created.status).toBe(201);
+    expect(token.status).toBe(200);
+  });
+
+  it('deletes a service, after which the token bundle no longer knows it', async () => {
+    const deleted = await invoke('admin', serviceEvent('DELETE'));
+    const after = await invoke('token', tokenEvent('GET'));
+
+    expect(deleted.status).toBe(200);
+    expect(after.status).toBe(404);
+  });
+
+  it('emits the EntraFailures metric the alarm watches when Entra fails', async () => {
+    // A refusal Entra would not change on retry (4xx), so the handler answers at once.
+    emulator.failNext(
+      {
+        kind: 'json',
+        status: 400,
+        body: { error: 'invalid_scope', error_description: 'AADSTS70011: invalid scope.' },
+      },
+      100,
+    );
+    const refused = await invoke('token', tokenEvent('POST', REFERENCING_SERVICE)).finally(() =>
+      emulator.clearFaults(),
+    );
+    const failures = refused.stdout
+      .filter((line) => line.includes('"_aws"'))
+      .map((line) => JSON.parse(line) as Json)
+      .find((doc) => doc[ENTRA_FAILURES_METRIC.metricName] !== undefined);
+    type Emf = { CloudWatchMetrics?: Array<{ Namespace: string; Dimensions: string[][] }> };
+    const emf = (failures?._aws as Emf | undefined)?.CloudWatchMetrics?.[0];
+
+    expect(refused.status).toBe(502);
+    expect(emf?.Namespace).toBe(ENTRA_FAILURES_METRIC.namespace);
+    expect(emf?.Dimensions).toContainEqual(['service']);
+    expect(failures?.service).toBe(ENTRA_FAILURES_METRIC.service);
+  });
+
+  it("allows every store call each bundle made in that function's role policy", () => {
+    const denied: string[] = [];
+    for (const fn of ['admin', 'token'] as const) {
+      const fnProps = resources[logicalIds[fn]]?.Properties as Json;
+      const roleId = (fnProps.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+      const statements = Object.values(resources)
+        .filter(
+          (r) =>
+            r.Type === 'AWS::IAM::Policy' &&
+            asArray(r.Properties.Roles).some((ref) => (ref as Json).Ref === roleId),
+        )
+        .flatMap((r) => asArray((r.Properties.PolicyDocument as { Statement: Json[] }).Statement))
+        .filter((s) => s.Effect === 'Allow' && s.Condition === undefined);
+      const allowed = (action: string, target: string): boolean =>
+        statements.some(
+          (s) =>
+            asArray(s.Action as string | string[]).includes(action) &&
+            asArray(s.Resource).some((resource) => {
+              if (action.startsWith('dynamodb:')) {
+                const getAtt = (resource as Json)['Fn::GetAtt'] as [string, string] | undefined;
+                return getAtt !== undefined && tableNames[getAtt[0]] === target;
+              }
+              return arnMatches(render(resource), target);
+            }),
+        );
+      for (const call of calls.filter((c) => c.fn === fn)) {
+        if (!allowed(call.action, call.target)) denied.push(`${fn}: ${call.action} on ${call.target}`);
+        // CreateSecret with tags also needs TagResource.
+        const tagged = call.action === 'secretsmanager:CreateSecret' && asArray(call.body.Tags).length > 0;
+        if (tagged && !allowed('secretsmanager:TagResource', call.target))
+          denied.push(`${fn}: TagResource on ${call.target}`);
+      }
+    }
+
+    expect(calls.filter((c) => c.fn === 'token').length).toBeGreaterThan(0);
+    expect(calls.filter((c) => c.fn === 'admin').length).toBeGreaterThan(0);
+    expect(denied).toEqual([]);
+  });
+
+  it('makes no store calls outside a request (none at cold start)', () => {
+    expect(calls.filter((c) => c.fn === 'outside')).toEqual([]);
+  });
+});
