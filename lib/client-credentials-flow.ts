@@ -222,6 +222,8 @@ export class ClientCredentialsFlow {
         ) {
           this.touch(key);
         }
+        // Kept in memory too, so this instance can go on serving it if DynamoDB fails.
+        remember(this.memoryTokens, keyString(key), cached);
         this.metrics.count('CacheHit');
         return { body: this.responseBody(cached), cache: 'hit', token: cached };
       }
@@ -356,17 +358,7 @@ export class ClientCredentialsFlow {
     mode: Mode,
     minTtlMs: number,
   ): Promise<CachedToken | undefined> {
-    const cooldown = await this.degradable(
-      'cool-down read',
-      () => this.deps.coordinator.coolingDown(key),
-      () => undefined,
-    );
-    if (cooldown) {
-      this.metrics.count('CooldownRefusals');
-      throw new IdentityProviderError(cooldown.message, {
-        context: { ...cooldown.context, cooldown_until: isoSeconds(cooldown.until) },
-      });
-    }
+    await this.throwIfCoolingDown(key);
 
     const holder = randomUUID();
     const leased = await this.degradable(
@@ -377,9 +369,13 @@ export class ClientCredentialsFlow {
     if (!leased) {
       // A background refresh leaves it to the holder: callers are being served the valid token meanwhile.
       if (mode === 'background') return undefined;
+      // A forced refresh wants a token newer than any in flight: waiting for the holder's would not give one.
+      if (mode === 'force') return this.fetchAndStore(service, key);
       const token = await this.waitForHolder(key, mode, minTtlMs);
       if (token) return token;
       this.metrics.count('LeaseWaitTimeouts');
+      // The holder may have been refused meanwhile: pass its refusal on rather than asking Entra again.
+      await this.throwIfCoolingDown(key);
       return this.fetchAndStore(service, key);
     }
     try {
@@ -400,14 +396,38 @@ export class ClientCredentialsFlow {
     }
   }
 
+  /** Throws the remembered refusal while `key` is cooling down after Entra refused it. */
+  private async throwIfCoolingDown(key: CacheKey): Promise<void> {
+    const cooldown = await this.degradable(
+      'cool-down read',
+      () => this.deps.coordinator.coolingDown(key),
+      () => undefined,
+    );
+    if (!cooldown) return;
+    this.metrics.count('CooldownRefusals');
+    throw new IdentityProviderError(cooldown.message, {
+      context: { ...cooldown.context, cooldown_until: isoSeconds(cooldown.until) },
+    });
+  }
+
   /** Polls the cache for the lease holder's token for up to the lease wait; undefined when none came. */
   private async waitForHolder(key: CacheKey, mode: Mode, minTtlMs: number): Promise<CachedToken | undefined> {
     this.metrics.count('LeaseWaits');
     const deadline = this.now() + this.settings.leaseWaitMs;
     while (this.now() < deadline) {
       await this.sleep(this.settings.leasePollMs);
-      const token = await this.deps.cache.get(key);
+      let token: CachedToken | undefined;
+      try {
+        token = await this.deps.cache.get(key);
+      } catch (error) {
+        if (!(error instanceof StoreError)) throw error;
+        // DynamoDB trouble while waiting: stop waiting and fetch directly.
+        this.metrics.count('StoreDegraded');
+        return undefined;
+      }
       if (this.satisfies(token, mode, minTtlMs)) return token;
+      // The holder was refused: its waiters get the refusal now, not after the whole wait.
+      await this.throwIfCoolingDown(key);
     }
     return undefined;
   }

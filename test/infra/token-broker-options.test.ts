@@ -58,6 +58,7 @@ beforeAll(() => {
       allowedAuthorityHosts: 'westeurope.login.microsoft.com,login.example.test:8443',
       allowedSecretArns: `${SHARED_SECRETS},${ONE_SECRET}`,
       allowedSecretKeyArns: SHARED_KEY,
+      scheduledRefreshMinutes: '0',
     },
     {
       customize: (s) => {
@@ -238,6 +239,13 @@ describe('functions, data and alarms', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: false });
   });
 
+  it('creates no refresh function nor schedule with scheduledRefreshMinutes 0', () => {
+    expect(stack.broker.refreshFunction).toBeUndefined();
+    expect(stack.broker.refreshRule).toBeUndefined();
+    expect(Object.keys(resourcesOfType(template, 'AWS::Events::Rule'))).toEqual([]);
+    expect(Object.keys(resourcesOfType(template, 'AWS::Lambda::Function'))).toHaveLength(2);
+  });
+
   it('sends alarm and OK notifications to the topic', () => {
     const alarms = Object.values(resourcesOfType(template, 'AWS::CloudWatch::Alarm'));
 
@@ -347,7 +355,7 @@ describe('two brokers in one stack (two stages)', () => {
     expect(new Set(names('AWS::KMS::Alias', 'AliasName'))).toEqual(
       new Set(['alias/token-broker-blue', 'alias/token-broker-green']),
     );
-    expect(new Set(names('AWS::CloudWatch::Alarm', 'AlarmName')).size).toBe(12);
+    expect(new Set(names('AWS::CloudWatch::Alarm', 'AlarmName')).size).toBe(14);
     expect([blue.secretPrefix, green.secretPrefix]).toEqual([
       'token-broker/blue/services/',
       'token-broker/green/services/',

@@ -31,7 +31,7 @@ import {
 let synthesized: SynthesizedBroker;
 let stack: TokenBrokerStack;
 let template: Template;
-let ids: { token: string; admin: string; services: string; cache: string; key: string };
+let ids: { token: string; admin: string; refresh: string; services: string; cache: string; key: string };
 
 beforeAll(() => {
   synthesized = synthesizeBroker();
@@ -41,6 +41,7 @@ beforeAll(() => {
   ids = {
     token: logicalIdOf(stack, broker.tokenFunction),
     admin: logicalIdOf(stack, broker.adminFunction),
+    refresh: logicalIdOf(stack, broker.refreshFunction as NonNullable<typeof broker.refreshFunction>),
     services: logicalIdOf(stack, broker.servicesTable),
     cache: logicalIdOf(stack, broker.tokenCacheTable),
     key: logicalIdOf(stack, broker.key),
@@ -231,8 +232,8 @@ describe('API Gateway', () => {
 });
 
 describe('Lambda', () => {
-  it('runs both functions on nodejs24.x and arm64 with the handler index.handler', () => {
-    for (const id of [ids.token, ids.admin]) {
+  it('runs every function on nodejs24.x and arm64 with the handler index.handler', () => {
+    for (const id of [ids.token, ids.admin, ids.refresh]) {
       expect(fnProps(id)).toMatchObject({
         Runtime: 'nodejs24.x',
         Architectures: ['arm64'],
@@ -268,6 +269,36 @@ describe('Lambda', () => {
     }
   });
 
+  it('wires the refresh function to the same tables and settings, with a horizon of the interval plus a minute', () => {
+    const { TOKEN_BROKER_REFRESH_HORIZON_MS, ...rest } = environmentOf(ids.refresh);
+
+    expect(rest).toEqual(environmentOf(ids.token));
+    expect(rest.TOKEN_BROKER_SERVICES_TABLE).toEqual({ Ref: ids.services });
+    expect(rest.TOKEN_BROKER_TOKEN_CACHE_TABLE).toEqual({ Ref: ids.cache });
+    expect(TOKEN_BROKER_REFRESH_HORIZON_MS).toBe(String(6 * 60_000));
+  });
+
+  it('runs the refresh function every 5 minutes from an EventBridge rule', () => {
+    const rules = Object.values(resourcesOfType(template, 'AWS::Events::Rule'));
+
+    expect(rules).toHaveLength(1);
+    expect(rules[0]?.Properties).toMatchObject({
+      ScheduleExpression: 'rate(5 minutes)',
+      State: 'ENABLED',
+      Targets: [expect.objectContaining({ Arn: { 'Fn::GetAtt': [ids.refresh, 'Arn'] } })],
+    });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [ids.refresh, 'Arn'] },
+      Principal: 'events.amazonaws.com',
+    });
+  });
+
+  it('declares no services (no custom resource) when none are given', () => {
+    expect(stack.broker.declaredServices).toBeUndefined();
+    expect(Object.keys(template.findResources('Custom::TokenBrokerDeclaredServices'))).toEqual([]);
+  });
+
   it('sizes the token function at 1,024 MB and the admin function at 512 MB, as measured', () => {
     expect(fnProps(ids.token).MemorySize).toBe(1024);
     expect(fnProps(ids.admin).MemorySize).toBe(512);
@@ -282,8 +313,9 @@ describe('Lambda', () => {
     }
   });
 
-  it('traces both functions with X-Ray', () => {
-    for (const id of [ids.token, ids.admin]) expect(fnProps(id).TracingConfig).toEqual({ Mode: 'Active' });
+  it('traces every function with X-Ray', () => {
+    for (const id of [ids.token, ids.admin, ids.refresh])
+      expect(fnProps(id).TracingConfig).toEqual({ Mode: 'Active' });
   });
 
   it('bundles everything, the AWS SDK included: the bundle requires nothing but Node built-ins', () => {
@@ -366,6 +398,17 @@ describe('least privilege', () => {
         'dynamodb:GetItem',
         'dynamodb:PutItem',
         'dynamodb:Query',
+        'dynamodb:UpdateItem',
+      ],
+    });
+    expect(tableActions(ids.refresh)).toEqual({
+      [ids.services]: ['dynamodb:GetItem', 'dynamodb:Scan'],
+      [ids.cache]: [
+        'dynamodb:DeleteItem',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:Query',
+        'dynamodb:UpdateItem',
       ],
     });
     expect(tableActions(ids.admin)).toEqual({
@@ -374,13 +417,15 @@ describe('least privilege', () => {
     });
   });
 
-  it('lets the token function only read secrets, and only under the prefix', () => {
-    const allowed = allowedResourcesByAction(
-      roleStatements(template, functionRoleId(template, ids.token)),
-      'secretsmanager',
-    );
+  it('lets the token and refresh functions only read secrets, and only under the prefix', () => {
+    for (const id of [ids.token, ids.refresh]) {
+      const allowed = allowedResourcesByAction(
+        roleStatements(template, functionRoleId(template, id)),
+        'secretsmanager',
+      );
 
-    expect(allowed).toEqual({ 'secretsmanager:GetSecretValue': [SECRETS_UNDER_PREFIX] });
+      expect(allowed).toEqual({ 'secretsmanager:GetSecretValue': [SECRETS_UNDER_PREFIX] });
+    }
   });
 
   it('lets the admin function create (with tags), check and delete secrets under the prefix, never read one', () => {
@@ -398,7 +443,7 @@ describe('least privilege', () => {
   });
 
   it('uses the KMS key only through DynamoDB and through Secrets Manager for secrets under the prefix', () => {
-    for (const id of [ids.token, ids.admin]) {
+    for (const id of [ids.token, ids.admin, ids.refresh]) {
       const statements = serviceStatements(id, 'kms');
 
       expect(statements.length).toBeGreaterThan(0);
@@ -415,12 +460,14 @@ describe('least privilege', () => {
     }
   });
 
-  it('lets the token function decrypt secrets but never encrypt new ones', () => {
-    const kmsViaSecrets = serviceStatements(ids.token, 'kms').filter((s) =>
-      JSON.stringify(s.Condition).includes('secretsmanager'),
-    );
+  it('lets the token and refresh functions decrypt secrets but never encrypt new ones', () => {
+    for (const id of [ids.token, ids.refresh]) {
+      const kmsViaSecrets = serviceStatements(id, 'kms').filter((s) =>
+        JSON.stringify(s.Condition).includes('secretsmanager'),
+      );
 
-    expect(kmsViaSecrets.map((s) => s.Action)).toEqual(['kms:Decrypt']);
+      expect(kmsViaSecrets.map((s) => s.Action)).toEqual(['kms:Decrypt']);
+    }
   });
 
   it('uses "*" as a resource only for X-Ray, which has no resource-level permissions', () => {
@@ -438,7 +485,7 @@ describe('least privilege', () => {
   });
 
   it('lets each function write only to its own log group', () => {
-    for (const id of [ids.token, ids.admin]) {
+    for (const id of [ids.token, ids.admin, ids.refresh]) {
       const logGroupId = (fnProps(id).LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
       const logs = serviceStatements(id, 'logs');
 
@@ -476,6 +523,14 @@ describe('operations', () => {
     }
   });
 
+  it('alarms on errors of the scheduled refresh function', () => {
+    const metricNames = alarms()
+      .filter((a) => JSON.stringify(a.Dimensions ?? []).includes(ids.refresh))
+      .map((a) => a.MetricName);
+
+    expect(metricNames).toEqual(['Errors']);
+  });
+
   it('alarms on the EntraFailures metric the handlers emit', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: ENTRA_FAILURES_METRIC.namespace,
@@ -486,7 +541,7 @@ describe('operations', () => {
   });
 
   it('creates the alarms without actions when no topic is given', () => {
-    expect(alarms()).toHaveLength(6);
+    expect(alarms()).toHaveLength(7);
     for (const a of alarms()) expect(a.AlarmActions).toBeUndefined();
   });
 
