@@ -53,6 +53,7 @@ class ContextReader {
  * - `allowedOrganizationId`, `allowedAccountIds`, `allowedVpcEndpoints`, `allowedSourceIps`: resource policy
  * - `throttlingRateLimit`, `throttlingBurstLimit`, `entraTimeoutSeconds`, `entraRetryBudgetSeconds`,
  *   `logLevel`, `alarmTopicArn`, *   `webAclArn`, `executionLogLevel` (`OFF` | `ERROR` | `INFO`), `removalPolicy` (`retain` | `destroy`)
+ * - `scheduledRefreshMinutes` (default 5): interval of the scheduled token refresh in whole minutes; 0 disables it
  */
 export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: TokenBrokerStack } {
   const app = new App(props);
@@ -61,6 +62,13 @@ export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: T
   const entraTimeoutSeconds = context.number('entraTimeoutSeconds');
   const entraRetryBudgetSeconds = context.number('entraRetryBudgetSeconds');
   const removal = context.oneOf('removalPolicy', ['retain', 'destroy'] as const);
+  const scheduledRefreshMinutes = context.number('scheduledRefreshMinutes');
+  if (
+    scheduledRefreshMinutes !== undefined &&
+    !(Number.isInteger(scheduledRefreshMinutes) && scheduledRefreshMinutes >= 0)
+  ) {
+    throw new Error('context "scheduledRefreshMinutes" must be a whole number of minutes (0 disables)');
+  }
 
   const stack = new TokenBrokerStack(app, `TokenBroker-${stage}`, {
     description: `Token Broker (${stage}): Microsoft Entra ID client-credentials tokens for AWS workloads`,
@@ -94,6 +102,12 @@ export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: T
           : removal === 'retain'
             ? RemovalPolicy.RETAIN
             : undefined,
+      scheduledRefresh:
+        scheduledRefreshMinutes === undefined
+          ? undefined
+          : scheduledRefreshMinutes === 0
+            ? { enabled: false }
+            : { interval: Duration.minutes(scheduledRefreshMinutes) },
     },
   });
 

@@ -3,6 +3,7 @@ import {
   ArnFormat,
   Aws,
   type CfnElement,
+  CustomResource,
   Duration,
   RemovalPolicy,
   Stack,
@@ -14,6 +15,8 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -21,6 +24,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
+import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { DEFAULT_FLOW_SETTINGS } from '../lib/client-credentials-flow';
 import { SECURITY_HEADERS } from '../lib/http';
@@ -62,6 +66,48 @@ export type BrokerLogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
 /** Where the API can be reached from. */
 export type BrokerEndpointType = 'REGIONAL' | 'PRIVATE';
+
+/** Scheduled refresh of cached tokens that are in use and near their refresh point (functions/refresh.ts). */
+export interface ScheduledRefreshOptions {
+  /**
+   * Whether to create the refresh function and its EventBridge schedule.
+   * @default true
+   */
+  readonly enabled?: boolean;
+  /**
+   * How often the refresh runs (whole minutes, at least 1). The function refreshes tokens reaching their refresh
+   * point within this interval plus one minute (TOKEN_BROKER_REFRESH_HORIZON_MS).
+   * @default Duration.minutes(5)
+   */
+  readonly interval?: Duration;
+}
+
+/** A service declared in code (configuration as code); always references an existing secret by ARN. */
+export interface DeclaredService {
+  /** Service name: `^[a-z][a-z0-9_-]{1,63}$`. */
+  readonly name: string;
+  /** @default - the name */
+  readonly label?: string;
+  /** @default '' */
+  readonly description?: string;
+  /** @default true */
+  readonly isActive?: boolean;
+  /** Entra application (client) id. */
+  readonly clientId: string;
+  /** Entra tenant id. */
+  readonly tenantId: string;
+  /**
+   * ARN of an existing secret holding the client secret: named under `secretPrefix`, or listed in
+   * `allowedSecretArns`.
+   */
+  readonly clientSecretArn: string;
+  /** Space-separated scopes, each `<resource>/.default`. @default - the API's default scopes */
+  readonly scopes?: string;
+  /** @default - the Microsoft global cloud */
+  readonly authorityUrl?: string;
+  /** @default 'client_credentials' */
+  readonly grantType?: 'client_credentials' | 'authorization_code';
+}
 
 /** Properties of {@link TokenBroker}. Every one is optional; the defaults give a regional, IAM-only API. */
 export interface TokenBrokerProps {
@@ -215,6 +261,19 @@ export interface TokenBrokerProps {
    * @default apigw.MethodLoggingLevel.OFF
    */
   readonly executionLogLevel?: apigw.MethodLoggingLevel;
+  /**
+   * Scheduled refresh: an EventBridge rule runs functions/refresh.ts every `interval`, so callers nearly always
+   * hit the cache.
+   * @default - enabled, every 5 minutes
+   */
+  readonly scheduledRefresh?: ScheduledRefreshOptions;
+  /**
+   * Services declared in code: a custom resource makes each exist as declared (create, or update when it
+   * differs) on every deployment. Services removed from this list, or the whole list, are NOT deleted: like the
+   * services table, declared services are retained; delete them through the API.
+   * @default - none
+   */
+  readonly services?: DeclaredService[];
 }
 
 /** One function's access to one table: the DynamoDB actions its adapter sends. */
@@ -228,6 +287,19 @@ const API_DOCS_RESOURCE = '/api/v2/api_docs';
 const STAGE_PATTERN = /^[a-z][a-z0-9-]{0,19}$/;
 const SECRET_PREFIX_PATTERN = /^[A-Za-z0-9/_+=.@-]*\/$/;
 const SECRET_ARN_PATTERN = /^arn:[a-z-]+:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+\*?$/;
+/** A concrete secret ARN, as a declared service's `clientSecretArn` must be (no wildcard). */
+const CONCRETE_SECRET_ARN_PATTERN =
+  /^arn:[a-z-]+:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
+const DECLARED_NAME_PATTERN = /^[a-z][a-z0-9_-]{1,63}$/;
+
+/** A function the construct bundles from functions/<name>.ts. */
+type BrokerFunctionName = FunctionName | 'refresh' | 'declare-services';
+const FUNCTION_IDS: Record<BrokerFunctionName, string> = {
+  token: 'Token',
+  admin: 'Admin',
+  refresh: 'Refresh',
+  'declare-services': 'DeclareServices',
+};
 
 /** The JSON error body of the API, as API Gateway itself must send it too. */
 function errorBody(code: number, message: string): string {
@@ -295,6 +367,14 @@ export class TokenBroker extends Construct {
   readonly tokenCacheTable: dynamodb.Table;
   readonly tokenFunction: nodejs.NodejsFunction;
   readonly adminFunction: nodejs.NodejsFunction;
+  /** The scheduled refresh function; undefined when scheduled refresh is disabled. */
+  readonly refreshFunction?: nodejs.NodejsFunction;
+  /** The EventBridge rule running {@link refreshFunction}. */
+  readonly refreshRule?: events.Rule;
+  /** The custom resource declaring `services`; undefined without declared services. */
+  readonly declaredServices?: CustomResource;
+  /** The onEvent handler of {@link declaredServices}. */
+  readonly declareServicesFunction?: nodejs.NodejsFunction;
   readonly api: apigw.RestApi;
   readonly accessLogGroup: logs.LogGroup;
   readonly alarms: cloudwatch.Alarm[] = [];
@@ -387,6 +467,8 @@ export class TokenBroker extends Construct {
         actions: [
           'dynamodb:GetItem',
           'dynamodb:PutItem',
+          // touch(): records last_used_at, which the scheduled refresh reads to skip unused tokens.
+          'dynamodb:UpdateItem',
           'dynamodb:DeleteItem',
           'dynamodb:Query',
           'dynamodb:BatchWriteItem',
@@ -401,6 +483,58 @@ export class TokenBroker extends Construct {
       { table: this.tokenCacheTable, actions: ['dynamodb:Query', 'dynamodb:BatchWriteItem'] },
     ]);
     this.grantSecretAccess(props.allowedSecretArns ?? [], props.allowedSecretKeyArns ?? []);
+
+    const refresh = props.scheduledRefresh ?? {};
+    if (refresh.enabled ?? true) {
+      const interval = refresh.interval ?? Duration.minutes(5);
+      const fn = this.createFunction('refresh', {
+        description: 'Token Broker: refreshes cached tokens in use before they reach their refresh point',
+        memorySize: props.tokenFunctionMemorySize ?? 1024,
+        // Services are refreshed one after another, each within the Entra retry budget.
+        timeout: Duration.minutes(5),
+        environment: {
+          ...environment,
+          // Tokens reaching their refresh point before the next run, plus a minute of slack.
+          TOKEN_BROKER_REFRESH_HORIZON_MS: String(interval.plus(Duration.minutes(1)).toMilliseconds()),
+        },
+        logRetention,
+        removalPolicy,
+      });
+      // lib/service-registry.ts list() and get(); lib/token-cache.ts get/put/touch; lib/refresh-lease.ts.
+      this.grantTableAccess(fn, [
+        { table: this.servicesTable, actions: ['dynamodb:Scan', 'dynamodb:GetItem'] },
+        {
+          table: this.tokenCacheTable,
+          actions: [
+            'dynamodb:GetItem',
+            'dynamodb:PutItem',
+            'dynamodb:UpdateItem',
+            'dynamodb:DeleteItem',
+            'dynamodb:Query',
+          ],
+        },
+      ]);
+      this.grantSecretRead(fn, props.allowedSecretArns ?? [], props.allowedSecretKeyArns ?? []);
+      this.refreshFunction = fn;
+      this.refreshRule = new events.Rule(this, 'RefreshSchedule', {
+        description: `Token Broker (${this.stage}): scheduled token refresh`,
+        schedule: events.Schedule.rate(interval),
+        targets: [new targets.LambdaFunction(fn, { retryAttempts: 0 })],
+      });
+    }
+
+    if (props.services !== undefined && props.services.length > 0) {
+      const fn = this.createFunction('declare-services', {
+        description: 'Token Broker: makes the services declared in the CDK app exist as declared',
+        memorySize: props.adminFunctionMemorySize ?? 512,
+        timeout: Duration.minutes(2),
+        environment,
+        logRetention,
+        removalPolicy,
+      });
+      this.declareServicesFunction = fn;
+      this.declaredServices = this.declareServices(fn, props.services, logRetention, removalPolicy);
+    }
 
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', { retention: logRetention, removalPolicy });
     this.api = this.createApi(props);
@@ -517,7 +651,7 @@ export class TokenBroker extends Construct {
   }
 
   private createFunction(
-    name: FunctionName,
+    name: BrokerFunctionName,
     options: {
       description: string;
       memorySize: number;
@@ -527,7 +661,7 @@ export class TokenBroker extends Construct {
       removalPolicy: RemovalPolicy;
     },
   ): nodejs.NodejsFunction {
-    const id = name === 'token' ? 'Token' : 'Admin';
+    const id = FUNCTION_IDS[name];
     const logGroup = new logs.LogGroup(this, `${id}FunctionLogs`, {
       retention: options.logRetention,
       removalPolicy: options.removalPolicy,
@@ -589,41 +723,8 @@ export class TokenBroker extends Construct {
    * secret becomes a new secret). Referenced secrets (allowedSecretArns) may only be checked and read.
    */
   private grantSecretAccess(referenced: readonly string[], referencedKeyArns: readonly string[]): void {
-    const managed = Stack.of(this).formatArn({
-      service: 'secretsmanager',
-      resource: 'secret',
-      resourceName: `${this.secretPrefix}*`,
-      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-    });
-    const viaSecretsManager = { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` };
-    // Secrets Manager uses the key with the caller's permissions; its encryption context names the secret.
-    const ownKey = (actions: string[]) =>
-      new iam.PolicyStatement({
-        actions,
-        resources: [this.key.keyArn],
-        conditions: {
-          StringEquals: viaSecretsManager,
-          StringLike: { 'kms:EncryptionContext:SecretARN': managed },
-        },
-      });
-
-    const token = this.tokenFunction;
-    token.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['secretsmanager:GetSecretValue'],
-        resources: [managed, ...referenced],
-      }),
-    );
-    token.addToRolePolicy(ownKey(['kms:Decrypt']));
-    if (referencedKeyArns.length > 0) {
-      token.addToRolePolicy(
-        new iam.PolicyStatement({
-          actions: ['kms:Decrypt'],
-          resources: [...referencedKeyArns],
-          conditions: { StringEquals: viaSecretsManager },
-        }),
-      );
-    }
+    const managed = this.managedSecretsArn();
+    this.grantSecretRead(this.tokenFunction, referenced, referencedKeyArns);
 
     const admin = this.adminFunction;
     admin.addToRolePolicy(
@@ -639,24 +740,152 @@ export class TokenBroker extends Construct {
       }),
     );
     // Secrets Manager needs both to encrypt a new secret with a customer-managed key.
-    admin.addToRolePolicy(ownKey(['kms:GenerateDataKey', 'kms:Decrypt']));
+    admin.addToRolePolicy(this.ownSecretKeyStatement(['kms:GenerateDataKey', 'kms:Decrypt']));
+    this.acknowledgeSecretWildcards(admin.role as iam.Role, referenced);
+  }
 
-    for (const role of [token.role, admin.role] as iam.Role[]) {
-      Validations.of(role).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${this.secretPrefix}*]`,
-        reason:
-          'Secrets are created at run time, one per registered service, so only their name prefix is known at ' +
-          'deploy time; the wildcard is confined to the broker prefix (and Secrets Manager appends a random suffix).',
-      });
-      for (const arn of referenced.filter((a) => !Token.isUnresolved(a) && a.endsWith('*'))) {
-        Validations.of(role).acknowledge({
-          id: `AwsSolutions-IAM5[Resource::${arn}]`,
-          reason:
-            'An operator-listed prefix of existing secrets that services may reference (allowedSecretArns); ' +
-            'they may only be read by the token function and checked by the admin function.',
-        });
-      }
+  /** ARN pattern of the broker's own secrets (under the prefix). */
+  private managedSecretsArn(): string {
+    return Stack.of(this).formatArn({
+      service: 'secretsmanager',
+      resource: 'secret',
+      resourceName: `${this.secretPrefix}*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+  }
+
+  /** Secrets Manager uses the key with the caller's permissions; its encryption context names the secret. */
+  private ownSecretKeyStatement(actions: string[]): iam.PolicyStatement {
+    return new iam.PolicyStatement({
+      actions,
+      resources: [this.key.keyArn],
+      conditions: {
+        StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` },
+        StringLike: { 'kms:EncryptionContext:SecretARN': this.managedSecretsArn() },
+      },
+    });
+  }
+
+  /** Read access to the service secrets (token and refresh functions): own ones and referenced ones. */
+  private grantSecretRead(
+    fn: lambda.Function,
+    referenced: readonly string[],
+    referencedKeyArns: readonly string[],
+  ): void {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [this.managedSecretsArn(), ...referenced],
+      }),
+    );
+    fn.addToRolePolicy(this.ownSecretKeyStatement(['kms:Decrypt']));
+    if (referencedKeyArns.length > 0) {
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt'],
+          resources: [...referencedKeyArns],
+          conditions: {
+            StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` },
+          },
+        }),
+      );
     }
+    this.acknowledgeSecretWildcards(fn.role as iam.Role, referenced);
+  }
+
+  private acknowledgeSecretWildcards(role: iam.Role, referenced: readonly string[]): void {
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${this.secretPrefix}*]`,
+      reason:
+        'Secrets are created at run time, one per registered service, so only their name prefix is known at ' +
+        'deploy time; the wildcard is confined to the broker prefix (and Secrets Manager appends a random suffix).',
+    });
+    for (const arn of referenced.filter((a) => !Token.isUnresolved(a) && a.endsWith('*'))) {
+      Validations.of(role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${arn}]`,
+        reason:
+          'An operator-listed prefix of existing secrets that services may reference (allowedSecretArns); ' +
+          'they may only be read (token and refresh functions) and checked (admin function), never changed.',
+      });
+    }
+  }
+
+  /**
+   * The custom resource that declares `services` through ServiceAdministration.declare() (functions/declare-services.ts).
+   * Its role gets exactly what declare() does with an ARN-referencing body: read and write the service record
+   * (GetItem, PutItem; DeleteItem to undo a create that failed), clear a changed service's tokens (Query,
+   * BatchWriteItem), check that the referenced secrets exist (DescribeSecret on the declared ARNs) and delete a
+   * previously managed secret a declaration replaces with an ARN (DeleteSecret under the prefix). It never
+   * creates a secret: a declaration cannot carry a secret value.
+   */
+  private declareServices(
+    fn: nodejs.NodejsFunction,
+    services: readonly DeclaredService[],
+    logRetention: logs.RetentionDays,
+    removalPolicy: RemovalPolicy,
+  ): CustomResource {
+    this.grantTableAccess(fn, [
+      { table: this.servicesTable, actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'] },
+      { table: this.tokenCacheTable, actions: ['dynamodb:Query', 'dynamodb:BatchWriteItem'] },
+    ]);
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:DescribeSecret'],
+        resources: [...new Set(services.map((s) => s.clientSecretArn))],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:DeleteSecret'],
+        resources: [this.managedSecretsArn()],
+      }),
+    );
+    this.acknowledgeSecretWildcards(fn.role as iam.Role, []);
+
+    // The Provider framework's own function: an own role and log group instead of the managed
+    // AWSLambdaBasicExecutionRole, so it may only write its own logs and invoke the handler.
+    const frameworkLogs = new logs.LogGroup(this, 'DeclareServicesProviderLogs', {
+      retention: logRetention,
+      removalPolicy,
+    });
+    const frameworkRole = new iam.Role(this, 'DeclareServicesProviderRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Token Broker ${this.stage}: declared-services provider framework`,
+    });
+    frameworkLogs.grantWrite(frameworkRole);
+    const provider = new cr.Provider(this, 'DeclareServicesProvider', {
+      onEventHandler: fn,
+      frameworkOnEventRole: frameworkRole,
+      logGroup: frameworkLogs,
+    });
+    Validations.of(frameworkRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${Stack.of(this).getLogicalId(fn.node.defaultChild as CfnElement)}.Arn>:*]`,
+      reason:
+        'Granted by the CDK Provider framework (grantInvoke): the framework function may invoke the ' +
+        'declare-services handler, any version or alias of it; the wildcard is confined to that one function.',
+    });
+
+    const body = services.map((s) => ({
+      name: s.name,
+      ...(s.label !== undefined ? { label: s.label } : {}),
+      ...(s.description !== undefined ? { description: s.description } : {}),
+      type: 'oauth_azure_ad',
+      is_active: s.isActive ?? true,
+      config: {
+        client_id: s.clientId,
+        tenant_id: s.tenantId,
+        client_secret_arn: s.clientSecretArn,
+        ...(s.scopes !== undefined ? { scopes: s.scopes } : {}),
+        ...(s.authorityUrl !== undefined ? { authority_url: s.authorityUrl } : {}),
+        ...(s.grantType !== undefined ? { grant_type: s.grantType } : {}),
+      },
+    }));
+    // Declared services are retained when the resource is deleted (see functions/declare-services.ts).
+    return new CustomResource(this, 'DeclaredServices', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::TokenBrokerDeclaredServices',
+      properties: { Services: JSON.stringify(body) },
+    });
   }
 
   private createApi(props: TokenBrokerProps): apigw.RestApi {
@@ -934,6 +1163,16 @@ export class TokenBroker extends Construct {
         evaluationPeriods: 1,
       });
     }
+    if (this.refreshFunction) {
+      // A failed run is retried by the next one; an error means every service failed to be listed.
+      add('RefreshFunctionErrorsAlarm', 'refresh-function-errors', {
+        alarmDescription: 'The scheduled refresh function failed (unhandled error or timeout).',
+        metric: this.refreshFunction.metricErrors({ period, statistic: 'Sum' }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+      });
+    }
     add('EntraFailuresAlarm', 'entra-failures', {
       alarmDescription: 'Entra failed at least 5 token requests in 5 minutes (errors, throttling, timeouts).',
       metric: new cloudwatch.Metric({
@@ -981,6 +1220,14 @@ function validateProps(props: TokenBrokerProps): void {
       );
     }
   }
+  const interval = props.scheduledRefresh?.interval;
+  if (interval !== undefined && !interval.isUnresolved()) {
+    const minutes = interval.toMilliseconds() / 60_000;
+    if (!Number.isInteger(minutes) || minutes < 1) {
+      throw new Error('TokenBroker: scheduledRefresh.interval must be a whole number of minutes, at least 1');
+    }
+  }
+  validateDeclaredServices(props, secretPrefix);
   const removal = props.removalPolicy ?? RemovalPolicy.RETAIN;
   if (removal !== RemovalPolicy.RETAIN && removal !== RemovalPolicy.DESTROY) {
     throw new Error('TokenBroker: removalPolicy must be RETAIN or DESTROY');
@@ -1008,6 +1255,36 @@ function validateProps(props: TokenBrokerProps): void {
     !(Number.isInteger(props.throttlingBurstLimit) && props.throttlingBurstLimit > 0)
   ) {
     throw new Error('TokenBroker: throttlingBurstLimit must be a positive whole number');
+  }
+}
+
+/**
+ * Declared services: valid, distinct names, and secret ARNs the handlers will accept (mirrors
+ * lib/secret-reference.ts): named under the secret prefix, or listed in allowedSecretArns.
+ */
+function validateDeclaredServices(props: TokenBrokerProps, secretPrefix: string): void {
+  const seen = new Set<string>();
+  const allowed = props.allowedSecretArns ?? [];
+  for (const service of props.services ?? []) {
+    const { name, clientSecretArn: arn } = service;
+    if (Token.isUnresolved(name) || !DECLARED_NAME_PATTERN.test(name)) {
+      throw new Error(`TokenBroker: declared service name "${name}" must match ${DECLARED_NAME_PATTERN}`);
+    }
+    if (seen.has(name)) throw new Error(`TokenBroker: service "${name}" is declared more than once`);
+    seen.add(name);
+    if (Token.isUnresolved(arn) || !CONCRETE_SECRET_ARN_PATTERN.test(arn)) {
+      throw new Error(
+        `TokenBroker: service "${name}": clientSecretArn "${arn}" must be a Secrets Manager secret ARN`,
+      );
+    }
+    const secretName = arn.slice(arn.indexOf(':secret:') + ':secret:'.length);
+    const listed = allowed.some((a) => (a.endsWith('*') ? arn.startsWith(a.slice(0, -1)) : a === arn));
+    if (!secretName.startsWith(secretPrefix) && !listed) {
+      throw new Error(
+        `TokenBroker: service "${name}": clientSecretArn "${arn}" must name a secret under "${secretPrefix}" ` +
+          'or be listed in allowedSecretArns',
+      );
+    }
   }
 }
 
