@@ -2,6 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { callerOf } from '../lib/audit';
 import { MethodNotAllowedError } from '../lib/errors';
 import { bodyLimit, httpErrors, jsonResponse } from '../lib/http';
 import { buildOpenApiDocument } from '../lib/openapi';
@@ -31,6 +32,8 @@ let apiDocs: Record<string, unknown> | undefined;
 
 /** `/api/v2/system/service[/{name}]`: register and manage services; `/api/v2/api_docs`: the OpenAPI document. */
 async function systemService(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  // Every line logged for this request (the audit lines of lib/service-admin.ts included) names the caller.
+  runtime.logger.appendKeys({ caller: callerOf(event) });
   if (event.resource === '/api/v2/api_docs') {
     if (event.httpMethod !== 'GET')
       throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, ['GET']);

@@ -15,6 +15,8 @@ const EnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9/_+=.@-]*\/$/, 'must end with "/" and use only Secrets Manager name characters')
     .default('token-broker/services/'),
+  /** KMS key (id, ARN or alias) that envelope-encrypts every cached token (GenerateDataKey / Decrypt). */
+  TOKEN_BROKER_TOKEN_KEY_ID: z.string().min(1),
   /** KMS key (id, ARN or alias) used to encrypt the secrets the broker creates; AWS managed key when unset. */
   TOKEN_BROKER_SECRET_KMS_KEY_ID: z.string().min(1).optional(),
   /** Extra authority hosts (`host` or `host:port`, comma-separated) beyond the Microsoft clouds. */

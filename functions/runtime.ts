@@ -1,6 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
@@ -12,6 +13,7 @@ import { SecretsManagerSecretStore } from '../lib/secret-store';
 import { ServiceAdministration } from '../lib/service-admin';
 import { DynamoDbServiceRegistry } from '../lib/service-registry';
 import { DynamoDbTokenCache } from '../lib/token-cache';
+import { KmsEnvelopeEncryption } from '../lib/token-encryption';
 import { type BrokerEnvironment, readEnvironment } from './config';
 
 /**
@@ -50,7 +52,15 @@ export function createRuntime(): Runtime {
     client: dynamodb,
     tableName: env.TOKEN_BROKER_SERVICES_TABLE,
   });
-  const cache = new DynamoDbTokenCache({ client: dynamodb, tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE });
+  const sealer = new KmsEnvelopeEncryption({
+    client: new KMSClient({}),
+    keyId: env.TOKEN_BROKER_TOKEN_KEY_ID,
+  });
+  const cache = new DynamoDbTokenCache({
+    client: dynamodb,
+    tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
+    sealer,
+  });
   const secrets = new SecretsManagerSecretStore({
     client: secretsManager,
     kmsKeyId: env.TOKEN_BROKER_SECRET_KMS_KEY_ID,

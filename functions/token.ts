@@ -3,6 +3,7 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { z } from 'zod';
+import { callerOf, tokenFingerprint } from '../lib/audit';
 import { MethodNotAllowedError, ValidationError } from '../lib/errors';
 import { httpErrors, jsonResponse } from '../lib/http';
 import { ServiceNameSchema } from '../lib/service-config';
@@ -20,6 +21,8 @@ const MinTtlSchema = z.coerce
 
 /** `GET|POST|DELETE /api/v2/{service}/client_credentials`: get a token, force a new one, clear the cache. */
 async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  // Every line logged for this request (audit lines included) names the caller; reset after the request.
+  runtime.logger.appendKeys({ caller: callerOf(event) });
   if (!METHODS.includes(event.httpMethod)) {
     throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, METHODS);
   }
@@ -30,7 +33,7 @@ async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewa
 
   if (event.httpMethod === 'DELETE') {
     const removed = await runtime.flow.clearTokens(service);
-    runtime.logger.info('token cache cleared', { serviceName: service, removed });
+    runtime.logger.info('audit: token cache cleared', { serviceName: service, removed });
     return jsonResponse(200, { success: true, message: 'Token cache cleared successfully.' });
   }
   const result = await runtime.flow.getToken(service, {
@@ -39,10 +42,12 @@ async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewa
     minTtlSeconds:
       query.min_ttl === undefined ? undefined : parseOrThrow(MinTtlSchema, query.min_ttl, 'min_ttl'),
   });
-  runtime.logger.info('token served', {
+  runtime.logger.info('audit: token served', {
     serviceName: service,
     scope: result.body.scope,
     cache: result.cache,
+    expiresAt: result.body.expires_at,
+    tokenSha256: tokenFingerprint(result.token.accessToken),
   });
   return jsonResponse(200, result.body);
 }

@@ -31,6 +31,7 @@ import { SECURITY_HEADERS } from '../lib/http';
 import { type FunctionName, ROUTES } from '../lib/routes';
 import { ServiceNameSchema } from '../lib/service-config';
 import { SERVICES_TABLE, TOKEN_CACHE_TABLE } from '../lib/tables';
+import { TOKEN_SEAL_PURPOSE } from '../lib/token-encryption';
 
 /** The repository root: the handlers' entry files and the lock file esbuild resolves packages against. */
 const PROJECT_ROOT = path.resolve(import.meta.dirname, '..');
@@ -430,6 +431,7 @@ export class TokenBroker extends Construct {
       TOKEN_BROKER_TOKEN_CACHE_TABLE: this.tokenCacheTable.tableName,
       TOKEN_BROKER_SECRET_PREFIX: this.secretPrefix,
       TOKEN_BROKER_SECRET_KMS_KEY_ID: this.key.keyArn,
+      TOKEN_BROKER_TOKEN_KEY_ID: this.key.keyArn,
       TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: (props.allowedAuthorityHosts ?? []).join(','),
       TOKEN_BROKER_ALLOWED_SECRET_ARNS: (props.allowedSecretArns ?? []).join(','),
       TOKEN_BROKER_ENTRA_TIMEOUT_MS: String(entraTimeout.toMilliseconds()),
@@ -515,6 +517,7 @@ export class TokenBroker extends Construct {
         },
       ]);
       this.grantSecretRead(fn, props.allowedSecretArns ?? [], props.allowedSecretKeyArns ?? []);
+      this.grantTokenSealing(fn);
       this.refreshFunction = fn;
       this.refreshRule = new events.Rule(this, 'RefreshSchedule', {
         description: `Token Broker (${this.stage}): scheduled token refresh`,
@@ -697,6 +700,20 @@ export class TokenBroker extends Construct {
     return fn;
   }
 
+  /**
+   * lib/token-encryption.ts: the functions that write or read cached tokens seal and open them with data keys of
+   * the broker key, only under the token cache's encryption context (so these rights open nothing else).
+   */
+  private grantTokenSealing(fn: lambda.Function): void {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        resources: [this.key.keyArn],
+        conditions: { StringEquals: { 'kms:EncryptionContext:purpose': TOKEN_SEAL_PURPOSE } },
+      }),
+    );
+  }
+
   private grantTableAccess(fn: lambda.Function, access: readonly TableAccess[]): void {
     for (const { table, actions } of access) {
       fn.addToRolePolicy(new iam.PolicyStatement({ actions: [...actions], resources: [table.tableArn] }));
@@ -725,6 +742,7 @@ export class TokenBroker extends Construct {
   private grantSecretAccess(referenced: readonly string[], referencedKeyArns: readonly string[]): void {
     const managed = this.managedSecretsArn();
     this.grantSecretRead(this.tokenFunction, referenced, referencedKeyArns);
+    this.grantTokenSealing(this.tokenFunction);
 
     const admin = this.adminFunction;
     admin.addToRolePolicy(

@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { StoreError } from './errors';
 import { TOKEN_CACHE_TABLE } from './tables';
+import type { TokenSealer } from './token-encryption';
 
 /** Callers are never handed a token with less than this much validity left; it is also the TTL margin. */
 export const EXPIRY_MARGIN_MS = 60_000;
@@ -58,6 +59,11 @@ export interface DynamoDbTokenCacheOptions {
   client: DynamoDBClient;
   tableName: string;
   now?: () => number;
+  /**
+   * Encrypts each token before it is written (envelope encryption with KMS). The deployed handlers always pass
+   * one; without it tokens are stored as plaintext (lib-level tests only).
+   */
+  sealer?: TokenSealer;
 }
 
 const BATCH_LIMIT = 25;
@@ -71,11 +77,22 @@ export class DynamoDbTokenCache implements TokenCache {
   private readonly client: DynamoDBClient;
   private readonly tableName: string;
   private readonly now: () => number;
+  private readonly sealer?: TokenSealer;
 
   constructor(options: DynamoDbTokenCacheOptions) {
     this.client = options.client;
     this.tableName = options.tableName;
     this.now = options.now ?? Date.now;
+    this.sealer = options.sealer;
+  }
+
+  /** The token of an item: opened when sealed; a plaintext item is ignored when tokens are sealed. */
+  private async tokenOf(item: Record<string, AttributeValue>, key: CacheKey): Promise<string | undefined> {
+    if (!this.sealer) return item.access_token?.S;
+    const ciphertext = item.sealed_token?.S;
+    const encryptedKey = item.data_key?.S;
+    if (!ciphertext || !encryptedKey) return undefined;
+    return this.sealer.open({ ciphertext, encryptedKey }, { service: key.service, scope: key.scope });
   }
 
   private key(service: string, sk: string): Record<string, AttributeValue> {
@@ -97,8 +114,11 @@ export class DynamoDbTokenCache implements TokenCache {
       throw new StoreError('token cache read failed', { cause: error });
     }
     if (!item) return undefined;
+    const expiresAt = Number(item.expires_at?.N);
+    // Expired items are skipped before any decryption.
+    if (!Number.isFinite(expiresAt) || !isServable({ expiresAt }, this.now())) return undefined;
     const token: CachedToken = {
-      accessToken: item.access_token?.S ?? '',
+      accessToken: (await this.tokenOf(item, key)) ?? '',
       scope: item.scope?.S ?? key.scope,
       acquiredAt: Number(item.acquired_at?.N),
       expiresAt: Number(item.expires_at?.N),
@@ -111,13 +131,21 @@ export class DynamoDbTokenCache implements TokenCache {
   }
 
   async put(key: CacheKey, token: CachedToken): Promise<void> {
+    const secretPart: Record<string, AttributeValue> = this.sealer
+      ? await this.sealer
+          .seal(token.accessToken, { service: key.service, scope: key.scope })
+          .then((sealed) => ({
+            sealed_token: { S: sealed.ciphertext },
+            data_key: { S: sealed.encryptedKey },
+          }))
+      : { access_token: { S: token.accessToken } };
     try {
       await this.client.send(
         new PutItemCommand({
           TableName: this.tableName,
           Item: {
             ...this.key(key.service, cacheSortKey(key)),
-            access_token: { S: token.accessToken },
+            ...secretPart,
             scope: { S: token.scope },
             acquired_at: { N: String(token.acquiredAt) },
             expires_at: { N: String(token.expiresAt) },

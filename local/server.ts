@@ -11,11 +11,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../lib/errors';
 import { errorResponse } from '../lib/http';
 import { type FunctionName, matchRoute } from '../lib/routes';
 import { buildProxyEvent, localLambdaContext } from './apigw-event';
+import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from './kms-server';
 import { startSecretsManagerServer } from './secrets-manager-server';
 import { seedServiceFromEnvironment } from './seed';
 import { ensureTables } from './tables';
@@ -105,6 +107,15 @@ async function main(): Promise<void> {
   } else {
     log(`Secrets Manager endpoint ${process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER}`);
   }
+
+  if (!process.env.AWS_ENDPOINT_URL_KMS) {
+    const kms = await startKmsServer({ dataDir, region: process.env.AWS_REGION });
+    process.env.AWS_ENDPOINT_URL_KMS = kms.url;
+    closers.push(() => kms.close());
+    log(`embedded KMS persisted in ${resolve(dataDir, 'kms')}`);
+  }
+  // Cached tokens are sealed with a KMS key: locally, one the embedded (or configured) KMS endpoint holds.
+  process.env.TOKEN_BROKER_TOKEN_KEY_ID ??= await ensureLocalKey(new KMSClient({}), LOCAL_KMS_KEY_ALIAS);
 
   await ensureTables(new DynamoDBClient({}), {
     servicesTable: process.env.TOKEN_BROKER_SERVICES_TABLE,

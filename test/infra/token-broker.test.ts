@@ -258,6 +258,7 @@ describe('Lambda', () => {
         TOKEN_BROKER_TOKEN_CACHE_TABLE: { Ref: ids.cache },
         TOKEN_BROKER_SECRET_PREFIX: 'token-broker/dev/services/',
         TOKEN_BROKER_SECRET_KMS_KEY_ID: { 'Fn::GetAtt': [ids.key, 'Arn'] },
+        TOKEN_BROKER_TOKEN_KEY_ID: { 'Fn::GetAtt': [ids.key, 'Arn'] },
         TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: '',
         TOKEN_BROKER_ALLOWED_SECRET_ARNS: '',
         TOKEN_BROKER_ENTRA_TIMEOUT_MS: '10000',
@@ -442,12 +443,13 @@ describe('least privilege', () => {
     });
   });
 
-  it('uses the KMS key only through DynamoDB and through Secrets Manager for secrets under the prefix', () => {
+  it('uses the KMS key only through DynamoDB, through Secrets Manager for secrets under the prefix, or to seal tokens', () => {
     for (const id of [ids.token, ids.admin, ids.refresh]) {
       const statements = serviceStatements(id, 'kms');
 
       expect(statements.length).toBeGreaterThan(0);
       for (const s of statements) {
+        if (s.Condition?.StringEquals?.['kms:EncryptionContext:purpose'] !== undefined) continue;
         expect(s.Resource).toEqual({ 'Fn::GetAtt': [ids.key, 'Arn'] });
         const via = JSON.stringify(s.Condition?.StringEquals?.['kms:ViaService']);
         expect(via).toMatch(/"(dynamodb|secretsmanager)\."/);
@@ -458,6 +460,23 @@ describe('least privilege', () => {
         }
       }
     }
+  });
+
+  it('lets only the token and refresh functions seal and open cached tokens, under the token-cache context', () => {
+    const sealing = (id: string) =>
+      serviceStatements(id, 'kms').filter(
+        (s) => s.Condition?.StringEquals?.['kms:EncryptionContext:purpose'],
+      );
+    for (const id of [ids.token, ids.refresh]) {
+      expect(sealing(id)).toEqual([
+        expect.objectContaining({
+          Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+          Resource: { 'Fn::GetAtt': [ids.key, 'Arn'] },
+          Condition: { StringEquals: { 'kms:EncryptionContext:purpose': 'token-broker:token-cache' } },
+        }),
+      ]);
+    }
+    expect(sealing(ids.admin)).toEqual([]);
   });
 
   it('lets the token and refresh functions decrypt secrets but never encrypt new ones', () => {

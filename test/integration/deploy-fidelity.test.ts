@@ -18,12 +18,14 @@ import {
   type CreateTableCommandInput,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import type { CfnResource } from 'aws-cdk-lib';
 import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { ENTRA_FAILURES_METRIC } from '../../infra/token-broker';
 import { type FunctionName, ROUTES } from '../../lib/routes';
+import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from '../../local/kms-server';
 import { startSecretsManagerServer } from '../../local/secrets-manager-server';
 import { apiGatewayEvent, localLambdaContext } from '../fixtures/apigw-event';
 import { dynamoDbLocalClient, dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
@@ -146,6 +148,8 @@ const handlers = {} as Record<FunctionName, Handler>;
 const logicalIds = {} as Record<FunctionName, string>;
 const tableNames: Record<string, string> = {};
 let keyArn: string;
+let localKeyArn: string;
+let kms: { url: string; close(): Promise<void> } | undefined;
 let etag: string;
 let secretPrefix: string;
 const savedEnv = { ...process.env };
@@ -232,6 +236,16 @@ beforeAll(async () => {
     region: REGION,
     accountId: ACCOUNT,
   });
+  // The stack's KMS key (it seals cached tokens and encrypts secrets) stands in as a key of a local KMS server.
+  kms = await startKmsServer({ dataDir: path.join(workDir, 'kms'), region: REGION, accountId: ACCOUNT });
+  localKeyArn = await ensureLocalKey(
+    new KMSClient({
+      endpoint: kms.url,
+      region: REGION,
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    }),
+    LOCAL_KMS_KEY_ALIAS,
+  );
   dynamoProxy = await startRecordingProxy(dynamoDbLocalEndpoint(), 'dynamodb');
   secretsProxy = await startRecordingProxy(secrets.url, 'secretsmanager');
 
@@ -278,7 +292,7 @@ beforeAll(async () => {
   }
   ddb.destroy();
   const keyId = Object.keys(resources).find((id) => resources[id]?.Type === 'AWS::KMS::Key') as string;
-  keyArn = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${randomUUID()}`;
+  keyArn = localKeyArn;
   const resolve = (value: unknown): string => {
     if (typeof value === 'string') return value;
     const v = value as Json;
@@ -318,6 +332,7 @@ beforeAll(async () => {
       AWS_SECRET_ACCESS_KEY: 'local',
       AWS_ENDPOINT_URL_DYNAMODB: urlOf(dynamoProxy),
       AWS_ENDPOINT_URL_SECRETS_MANAGER: urlOf(secretsProxy),
+      AWS_ENDPOINT_URL_KMS: (kms as { url: string }).url,
     });
     const assetDir = assetDirs.get((props.Code as { S3Key: string }).S3Key) as string;
     const [file, exportName] = (props.Handler as string).split('.') as [string, string];
@@ -333,6 +348,7 @@ afterAll(async () => {
   await Promise.all([
     emulator?.stop(),
     secrets?.close(),
+    kms?.close(),
     dynamoProxy && closeServer(dynamoProxy),
     secretsProxy && closeServer(secretsProxy),
   ]);
