@@ -1,5 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import { allowsClientCredentials } from '../lib/service-config';
 import { createRuntime } from './runtime';
@@ -37,6 +38,7 @@ async function refreshDueTokens(): Promise<{ services: number; refreshed: number
 }
 
 export const handler = middy()
+  .use(captureLambdaHandler(runtime.tracer, { captureResponse: false }))
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
   .use(logMetrics(runtime.metrics))
   .handler(refreshDueTokens);

@@ -1,5 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -26,6 +27,8 @@ export interface Runtime {
   logger: Logger;
   /** Powertools Metrics; handlers flush it with its middy middleware. */
   metrics: Metrics;
+  /** Powertools Tracer (X-Ray); off outside Lambda or with POWERTOOLS_TRACE_ENABLED=false. */
+  tracer: Tracer;
   flow: ClientCredentialsFlow;
   admin: ServiceAdministration;
 }
@@ -35,6 +38,7 @@ export function createRuntime(): Runtime {
   const env = readEnvironment();
   const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker' });
   // Short timeouts: when DynamoDB is in trouble the flow degrades to memory instead of holding callers.
+  const tracer = new Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker' });
   const dynamodb = new DynamoDBClient({
     maxAttempts: 2,
     requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
@@ -47,13 +51,14 @@ export function createRuntime(): Runtime {
     count: (name, value = 1) => powertoolsMetrics.addMetric(name, MetricUnit.Count, value),
     milliseconds: (name, value) => powertoolsMetrics.addMetric(name, MetricUnit.Milliseconds, value),
   };
-  const secretsManager = new SecretsManagerClient({});
+  const secretsManager = tracer.captureAWSv3Client(new SecretsManagerClient({}));
+  tracer.captureAWSv3Client(dynamodb);
   const registry = new DynamoDbServiceRegistry({
     client: dynamodb,
     tableName: env.TOKEN_BROKER_SERVICES_TABLE,
   });
   const sealer = new KmsEnvelopeEncryption({
-    client: new KMSClient({}),
+    client: tracer.captureAWSv3Client(new KMSClient({})),
     keyId: env.TOKEN_BROKER_TOKEN_KEY_ID,
   });
   const cache = new DynamoDbTokenCache({
@@ -71,6 +76,7 @@ export function createRuntime(): Runtime {
     env,
     logger,
     metrics: powertoolsMetrics,
+    tracer,
     flow: new ClientCredentialsFlow({
       registry,
       cache,

@@ -41,6 +41,7 @@ const VARIANTS: Variant[] = [
 /** The environment the handler validates at cold start; nothing is contacted while loading. */
 const DUMMY_ENV = {
   TOKEN_BROKER_SERVICES_TABLE: 'services',
+  TOKEN_BROKER_TOKEN_KEY_ID: 'alias/token-broker-local',
   TOKEN_BROKER_TOKEN_CACHE_TABLE: 'tokens',
   TOKEN_BROKER_SECRET_PREFIX: 'token-broker/measure/services/',
   AWS_REGION: 'us-east-1',
