@@ -7,7 +7,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
 import { EntraTokenClient } from '../lib/entra-token-client';
-import type { MetricsSink } from '../lib/metrics';
+import { METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
 import { DynamoDbRefreshCoordinator } from '../lib/refresh-lease';
 import { SecretReferencePolicy } from '../lib/secret-reference';
 import { SecretsManagerSecretStore } from '../lib/secret-store';
@@ -44,7 +44,7 @@ export function createRuntime(): Runtime {
     requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
   });
   const powertoolsMetrics = new Metrics({
-    namespace: 'TokenBroker',
+    namespace: METRICS_NAMESPACE,
     serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker',
   });
   const metrics: MetricsSink = {

@@ -28,6 +28,7 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { DEFAULT_FLOW_SETTINGS } from '../lib/client-credentials-flow';
 import { SECURITY_HEADERS } from '../lib/http';
+import { type BrokerMetric, METRICS_NAMESPACE } from '../lib/metrics';
 import { type FunctionName, ROUTES } from '../lib/routes';
 import { ServiceNameSchema } from '../lib/service-config';
 import { SERVICES_TABLE, TOKEN_CACHE_TABLE } from '../lib/tables';
@@ -56,7 +57,7 @@ export const LAMBDA_BUNDLING: nodejs.BundlingOptions = {
 
 /** The CloudWatch metric the handlers emit (EMF) each time Entra fails a token request. */
 export const ENTRA_FAILURES_METRIC = {
-  namespace: 'TokenBroker',
+  namespace: METRICS_NAMESPACE,
   metricName: 'EntraFailures',
   /** The `service` dimension: the Powertools service name the handlers run under. */
   service: 'token-broker',
@@ -379,6 +380,8 @@ export class TokenBroker extends Construct {
   readonly api: apigw.RestApi;
   readonly accessLogGroup: logs.LogGroup;
   readonly alarms: cloudwatch.Alarm[] = [];
+  /** CloudWatch dashboard: API, functions, cache outcomes, Entra traffic and latency, leases, degradations. */
+  readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: TokenBrokerProps = {}) {
     super(scope, id);
@@ -553,6 +556,7 @@ export class TokenBroker extends Construct {
     }
     this.acknowledgeApiFindings(props);
     this.createAlarms(props.alarmTopic);
+    this.dashboard = this.createDashboard();
   }
 
   /** The URL of the API stage, ending with `/`; routes are under `api/v2/`. */
@@ -1128,6 +1132,72 @@ export class TokenBroker extends Construct {
           'the account has the role.',
       });
     }
+  }
+
+  private createDashboard(): cloudwatch.Dashboard {
+    const period = Duration.minutes(1);
+    const broker = (metricName: BrokerMetric | 'EntraLatency', statistic = 'Sum') =>
+      new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName,
+        dimensionsMap: { service: ENTRA_FAILURES_METRIC.service },
+        statistic,
+        period,
+      });
+    const stage = this.api.deploymentStage;
+    const functions = [
+      this.tokenFunction,
+      this.adminFunction,
+      ...(this.refreshFunction ? [this.refreshFunction] : []),
+    ];
+    const graph = (title: string, left: cloudwatch.IMetric[], width = 8) =>
+      new cloudwatch.GraphWidget({ title, left, width, height: 6 });
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: this.namePrefix });
+    dashboard.addWidgets(
+      graph('API requests and errors', [
+        stage.metricCount({ period }),
+        stage.metricClientError({ period }),
+        stage.metricServerError({ period }),
+      ]),
+      graph('API latency (p50, p99)', [
+        stage.metricLatency({ period, statistic: 'p50' }),
+        stage.metricLatency({ period, statistic: 'p99' }),
+      ]),
+      graph('Cache outcomes', [
+        broker('CacheHit'),
+        broker('CacheMiss'),
+        broker('CacheRefresh'),
+        broker('RefreshAhead'),
+      ]),
+    );
+    dashboard.addWidgets(
+      graph('Entra requests, failures, retries', [
+        broker('EntraRequests'),
+        broker('EntraFailures'),
+        broker('EntraRetries'),
+        broker('RefreshAheadFailures'),
+      ]),
+      graph('Entra latency (p50, p99)', [broker('EntraLatency', 'p50'), broker('EntraLatency', 'p99')]),
+      graph('Leases, cool-downs, degraded store', [
+        broker('LeaseWaits'),
+        broker('LeaseWaitTimeouts'),
+        broker('CooldownRefusals'),
+        broker('StoreDegraded'),
+      ]),
+    );
+    dashboard.addWidgets(
+      graph(
+        'Function errors and throttles',
+        functions.flatMap((fn) => [fn.metricErrors({ period }), fn.metricThrottles({ period })]),
+        12,
+      ),
+      graph(
+        'Function duration (p99)',
+        functions.map((fn) => fn.metricDuration({ period, statistic: 'p99' })),
+        12,
+      ),
+    );
+    return dashboard;
   }
 
   private createAlarms(topic: sns.ITopic | undefined): void {

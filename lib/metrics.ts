@@ -7,19 +7,26 @@ export interface MetricsSink {
   milliseconds(name: 'EntraLatency', value: number): void;
 }
 
-export type BrokerMetric =
-  | 'CacheHit'
-  | 'CacheMiss'
-  | 'CacheRefresh'
-  | 'RefreshAhead'
-  | 'RefreshAheadFailures'
-  | 'EntraRequests'
-  | 'EntraFailures'
-  | 'EntraRetries'
-  | 'LeaseWaits'
-  | 'LeaseWaitTimeouts'
-  | 'CooldownRefusals'
-  | 'StoreDegraded';
+/** Every count the core emits (the dashboard in infra/ graphs exactly these). */
+export const BROKER_METRICS = [
+  'CacheHit',
+  'CacheMiss',
+  'CacheRefresh',
+  'RefreshAhead',
+  'RefreshAheadFailures',
+  'EntraRequests',
+  'EntraFailures',
+  'EntraRetries',
+  'LeaseWaits',
+  'LeaseWaitTimeouts',
+  'CooldownRefusals',
+  'StoreDegraded',
+] as const;
+
+export type BrokerMetric = (typeof BROKER_METRICS)[number];
+
+/** CloudWatch namespace of the broker's metrics. */
+export const METRICS_NAMESPACE = 'TokenBroker';
 
 /** A sink that drops everything. */
 export const NO_METRICS: MetricsSink = { count: () => undefined, milliseconds: () => undefined };

@@ -2,6 +2,7 @@
  * The stack `npx cdk synth` produces with no context (stage `dev`), checked resource by resource. One synthesis
  * (with real esbuild bundling and cdk-nag) is shared by every test in this file.
  */
+
 import { existsSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { TokenBrokerStack } from '../../infra/stack';
 import { ENTRA_FAILURES_METRIC } from '../../infra/token-broker';
 import { DEFAULT_FLOW_SETTINGS } from '../../lib/client-credentials-flow';
+import { BROKER_METRICS } from '../../lib/metrics';
 import { ROUTES } from '../../lib/routes';
 import { SERVICES_TABLE, TOKEN_CACHE_TABLE } from '../../lib/tables';
 import { type SynthesizedBroker, synthesizeBroker } from './synth';
@@ -277,6 +279,15 @@ describe('Lambda', () => {
     expect(rest.TOKEN_BROKER_SERVICES_TABLE).toEqual({ Ref: ids.services });
     expect(rest.TOKEN_BROKER_TOKEN_CACHE_TABLE).toEqual({ Ref: ids.cache });
     expect(TOKEN_BROKER_REFRESH_HORIZON_MS).toBe(String(6 * 60_000));
+  });
+
+  it('has a dashboard that graphs every metric the core emits, Entra latency and the API', () => {
+    const dashboards = Object.values(resourcesOfType(template, 'AWS::CloudWatch::Dashboard'));
+    expect(dashboards).toHaveLength(1);
+    const body = JSON.stringify(dashboards[0]?.Properties.DashboardBody);
+    for (const metric of [...BROKER_METRICS, 'EntraLatency']) expect(body).toContain(`\\"${metric}\\"`);
+    expect(body).toContain('TokenBroker');
+    expect(body).toContain('5XXError');
   });
 
   it('runs the refresh function every 5 minutes from an EventBridge rule', () => {
