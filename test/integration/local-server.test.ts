@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { BrokerProcess } from '../fixtures/broker-process';
 import { dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { EntraEmulator } from '../fixtures/entra-emulator';
 import { expectErrorShape } from '../fixtures/error-shape';
-import { type LocalBrokerProcess, startLocalBroker } from '../fixtures/local-broker-process';
 import { createTestCertificate, type TestCertificate } from '../fixtures/tls';
 
 /**
@@ -27,7 +27,7 @@ interface HttpResult {
 
 /** One request to a local broker; `body` is sent as JSON. */
 async function call(
-  broker: LocalBrokerProcess,
+  broker: BrokerProcess,
   method: string,
   urlPath: string,
   body?: unknown,
@@ -84,12 +84,12 @@ class TestApp {
 }
 
 describe('npm start (local/server.ts) over HTTP', () => {
-  const brokers: LocalBrokerProcess[] = [];
+  const brokers: BrokerProcess[] = [];
   const emulators: EntraEmulator[] = [];
   const dirs: string[] = [];
 
-  async function startBroker(env: Record<string, string>): Promise<LocalBrokerProcess> {
-    const broker = await startLocalBroker({ env });
+  async function startBroker(env: Record<string, string>): Promise<BrokerProcess> {
+    const broker = await BrokerProcess.start({ env });
     brokers.push(broker);
     return broker;
   }
@@ -115,7 +115,7 @@ describe('npm start (local/server.ts) over HTTP', () => {
   describe('with its embedded DynamoDB (dynalite) and Secrets Manager', () => {
     let emulator: EntraEmulator;
     let app: TestApp;
-    let broker: LocalBrokerProcess;
+    let broker: BrokerProcess;
 
     beforeAll(async () => {
       emulator = await startEmulator();
@@ -234,8 +234,8 @@ describe('npm start (local/server.ts) over HTTP', () => {
   describe('two processes sharing one DynamoDB endpoint and one data dir', () => {
     let emulator: EntraEmulator;
     let app: TestApp;
-    let first: LocalBrokerProcess;
-    let second: LocalBrokerProcess;
+    let first: BrokerProcess;
+    let second: BrokerProcess;
 
     beforeAll(async () => {
       emulator = await startEmulator();
@@ -283,8 +283,8 @@ describe('npm start (local/server.ts) over HTTP', () => {
     let cert: TestCertificate;
     let emulator: EntraEmulator;
     let app: TestApp;
-    let trusting: LocalBrokerProcess;
-    let untrusting: LocalBrokerProcess;
+    let trusting: BrokerProcess;
+    let untrusting: BrokerProcess;
 
     beforeAll(async () => {
       cert = await createTestCertificate();

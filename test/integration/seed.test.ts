@@ -60,7 +60,7 @@ describe('npm start with AZURE_AD_* variables', () => {
   });
 
   it('reports that it created the service azure_ad_api', () => {
-    expect(broker.output.join('')).toContain('service "azure_ad_api" from AZURE_AD_* variables: created');
+    expect(broker.output()).toContain('service "azure_ad_api" from AZURE_AD_* variables: created');
   });
 
   it('declares azure_ad_api with the seed’s client and tenant, without the secret', async () => {
@@ -96,7 +96,7 @@ describe('npm start with AZURE_AD_* variables', () => {
 
   it('never writes the client secret to its output', async () => {
     await broker.token('POST', 'azure_ad_api');
-    expect(broker.output.join('').includes(clientSecret)).toBe(false);
+    expect(broker.output().includes(clientSecret)).toBe(false);
   });
 });
 
@@ -162,7 +162,7 @@ describe('npm start again on the same data directory', () => {
     await first.stop();
     const second = await BrokerProcess.start({ env: { ...env, PORT: String(await freePort()) } });
     try {
-      expect(second.output.join('')).toContain('service "azure_ad_api" from AZURE_AD_* variables: updated');
+      expect(second.output()).toContain('service "azure_ad_api" from AZURE_AD_* variables: updated');
       const res = await second.token('GET', 'azure_ad_api');
       expect(res.status).toBe(200);
     } finally {
