@@ -8,7 +8,10 @@ export default {
     '^.+\\.(t|j|mj)s$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
   },
   transformIgnorePatterns: ['/node_modules/(?!(@middy|oauth4webapi)/)'],
-  setupFilesAfterEnv: ['aws-cdk-lib/testhelpers/jest-autoclean'],
+  setupFilesAfterEnv: [
+    'aws-cdk-lib/testhelpers/jest-autoclean',
+    '<rootDir>/test/fixtures/log-redaction-setup.ts',
+  ],
   globalSetup: '<rootDir>/test/fixtures/global-setup.ts',
   globalTeardown: '<rootDir>/test/fixtures/global-teardown.ts',
   testTimeout: 60_000,

@@ -5,7 +5,7 @@ import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { callerOf } from '../lib/audit';
 import { MethodNotAllowedError } from '../lib/errors';
-import { bodyLimit, httpErrors, jsonResponse } from '../lib/http';
+import { allowedMethods, bodyLimit, httpErrors, jsonResponse } from '../lib/http';
 import { buildOpenApiDocument } from '../lib/openapi';
 import type { VersionedView } from '../lib/service-admin';
 import { ServiceNameSchema } from '../lib/service-config';
@@ -95,6 +95,7 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
   .use(captureLambdaHandler(runtime.tracer, { captureResponse: false }))
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
   .use(httpErrors({ logger: runtime.logger }))
+  .use(allowedMethods())
   .use(bodyLimit())
   .use(jsonBodyOnWrite())
   .handler(systemService);

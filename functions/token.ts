@@ -6,7 +6,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { z } from 'zod';
 import { callerOf, tokenFingerprint } from '../lib/audit';
 import { MethodNotAllowedError, ValidationError } from '../lib/errors';
-import { httpErrors, jsonResponse } from '../lib/http';
+import { allowedMethods, httpErrors, jsonResponse } from '../lib/http';
 import { ServiceNameSchema } from '../lib/service-config';
 import { parseOrThrow } from '../lib/validation';
 import { createRuntime } from './runtime';
@@ -58,4 +58,5 @@ export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
   .use(logMetrics(runtime.metrics))
   .use(httpErrors({ logger: runtime.logger }))
+  .use(allowedMethods())
   .handler(clientCredentials);

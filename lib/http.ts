@@ -16,6 +16,7 @@ import {
   UnsupportedMediaTypeError,
   ValidationError,
 } from './errors';
+import { ROUTES } from './routes';
 
 /**
  * The one place where errors become HTTP statuses. Order matters: subclasses before their parents.
@@ -141,6 +142,24 @@ export function httpErrors(options: {
         });
       }
       request.response = response;
+    },
+  };
+}
+
+/**
+ * middy middleware run first: refuses a method the route does not serve (405 with Allow), before the body is
+ * looked at, so a wrong method is never answered with a body error. Routes come from lib/routes.ts.
+ */
+export function allowedMethods(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> {
+  return {
+    before: async (request) => {
+      const route = ROUTES.find((r) => r.resource === request.event.resource);
+      if (route && !route.methods.includes(request.event.httpMethod)) {
+        throw new MethodNotAllowedError(
+          `method ${request.event.httpMethod} is not allowed here`,
+          route.methods,
+        );
+      }
     },
   };
 }
