@@ -158,16 +158,19 @@ export const ServicePatchSchema = z
     type: z.literal('oauth_azure_ad', { error: 'must be "oauth_azure_ad"' }).optional(),
     is_active: z.boolean({ error: 'must be true or false' }).optional(),
     config: z
-      .object({
-        client_id: z.string(typed('must be a string')).optional(),
-        client_secret: ClientSecretSchema.optional(),
-        client_secret_arn: ClientSecretArnSchema.optional(),
-        tenant_id: z.string(typed('must be a string')).optional(),
-        grant_type: GrantTypeSchema.optional(),
-        is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
-        scopes: z.string(typed('must be a space-separated string')).optional(),
-        authority_url: z.string({ error: 'must be a string or null' }).nullable().optional(),
-      })
+      .object(
+        {
+          client_id: z.string(typed('must be a string')).optional(),
+          client_secret: ClientSecretSchema.optional(),
+          client_secret_arn: ClientSecretArnSchema.optional(),
+          tenant_id: z.string(typed('must be a string')).optional(),
+          grant_type: GrantTypeSchema.optional(),
+          is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
+          scopes: z.string(typed('must be a space-separated string')).optional(),
+          authority_url: z.string({ error: 'must be a string or null' }).nullable().optional(),
+        },
+        { error: 'must be an object' },
+      )
       .strict()
       .optional(),
   })

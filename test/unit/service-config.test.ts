@@ -1,5 +1,5 @@
 import { ValidationError } from '../../lib/errors';
-import { RESERVED_SERVICE_NAMES, ServiceInputSchema } from '../../lib/service-config';
+import { RESERVED_SERVICE_NAMES, ServiceInputSchema, ServicePatchSchema } from '../../lib/service-config';
 import { parseOrThrow } from '../../lib/validation';
 
 const CLIENT_ID = '9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b';
@@ -211,5 +211,11 @@ describe('ServiceInputSchema via parseOrThrow', () => {
     it.each(RESERVED_SERVICE_NAMES)('refuses the reserved name %s', (name) => {
       expect(validationErrorOf(body({ name })).message).toBe('name: is a reserved name');
     });
+  });
+});
+
+describe('ServicePatchSchema', () => {
+  it('names a config of the wrong type as "config: must be an object"', () => {
+    expect(() => parseOrThrow(ServicePatchSchema, { config: 'nope' })).toThrow('config: must be an object');
   });
 });
