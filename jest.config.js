@@ -1,6 +1,8 @@
 /** Jest runs TypeScript through swc (ts-jest does not support TypeScript 7). */
 export default {
   testEnvironment: 'node',
+  // Powertools keeps a per-invocation store on the global scope; jest's soft cleanup warns about it after each file.
+  testEnvironmentOptions: { globalsCleanup: 'off' },
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   moduleNameMapper: { '^@middy/([^/]+)$': '<rootDir>/node_modules/@middy/$1/index.js' },

@@ -20,8 +20,6 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
 import { chmod, link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import {
   AlreadyExistsException,
@@ -31,6 +29,13 @@ import {
   type KMSClient,
   NotFoundException,
 } from '@aws-sdk/client-kms';
+import {
+  AwsJsonError,
+  errnoCode,
+  type JsonObject,
+  LocalStoreError,
+  startAwsJsonServer,
+} from './aws-json-server';
 
 export interface KmsServerOptions {
   /** Directory holding the store (`kms/` is created inside it); share it to share the keys. */
@@ -57,8 +62,6 @@ export interface RunningKmsServer {
 /** The alias local mode gives the key that envelope-encrypts cached tokens. */
 export const LOCAL_KMS_KEY_ALIAS = 'alias/token-broker-local';
 
-/** Largest request body accepted; far above any valid request of the supported operations. */
-const MAX_REQUEST_BYTES = 1024 * 1024;
 const MASTER_KEY_BYTES = 32;
 const KEY_ID_BYTES = 16;
 const IV_BYTES = 12;
@@ -80,21 +83,7 @@ const ALIAS_NAME_PATTERN = /^[a-zA-Z0-9:/_-]+$/;
 const BASE64_PATTERN = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** An error reported to the caller in the AWS JSON error shape. Messages never contain key material. */
-class KmsError extends Error {
-  constructor(
-    readonly errorType: string,
-    message: string,
-    readonly statusCode = 400,
-  ) {
-    super(message);
-    this.name = errorType;
-  }
-}
-
-/** A failure of the local store itself (corrupt file); its message is safe to log. */
-class LocalStoreError extends Error {
-  override name = 'LocalStoreError';
-}
+class KmsError extends AwsJsonError {}
 
 /** KMS says nothing about why a ciphertext was refused: wrong context, tampering and garbage look alike. */
 const invalidCiphertext = () => new KmsError('InvalidCiphertextException', 'The ciphertext is invalid.');
@@ -138,15 +127,7 @@ interface KmsKey {
   material: Buffer;
 }
 
-type JsonObject = Record<string, unknown>;
 type EncryptionContext = Record<string, string>;
-
-/** Duck-typed: errors from Node's core are not `instanceof Error` inside Jest's sandbox. */
-function errnoCode(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const { code } = error as { code?: unknown };
-  return typeof code === 'string' ? code : undefined;
-}
 
 function ignoreMissingFile(error: unknown): void {
   if (errnoCode(error) !== 'ENOENT') throw error;
@@ -633,78 +614,6 @@ function createOperations(
   return operations;
 }
 
-/** Reads the body, refusing (after draining, to keep the connection usable) anything above MAX_REQUEST_BYTES. */
-function readRequestBody(request: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= MAX_REQUEST_BYTES) chunks.push(chunk);
-    });
-    request.on('end', () => {
-      if (size > MAX_REQUEST_BYTES) {
-        reject(new KmsError('RequestEntityTooLargeException', 'Request body is too large.', 413));
-      } else {
-        resolve(Buffer.concat(chunks));
-      }
-    });
-    request.on('error', reject);
-  });
-}
-
-function parseRequestBody(body: Buffer): JsonObject {
-  if (body.length === 0) return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    // The parser's own message quotes the body, which may hold a plaintext.
-    throw new KmsError('SerializationException', 'The request body is not valid JSON.');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new KmsError('SerializationException', 'The request body must be a JSON object.');
-  }
-  return parsed as JsonObject;
-}
-
-/**
- * What to log about an unexpected failure. Only messages known to be free of key material are included: this
- * server's own store errors and file-system errors (which name a file path). Anything else is logged by kind
- * alone, since for example a parser's message may quote the data it was given.
- */
-function describeInternalError(error: unknown): string {
-  if (error instanceof LocalStoreError) return error.message;
-  const code = errnoCode(error);
-  const { message, name } = (typeof error === 'object' && error !== null ? error : {}) as {
-    message?: unknown;
-    name?: unknown;
-  };
-  if (code !== undefined && typeof message === 'string') return message;
-  return typeof name === 'string' ? name : typeof error;
-}
-
-function sendJson(
-  response: ServerResponse,
-  statusCode: number,
-  payload: JsonObject,
-  errorType?: string,
-): void {
-  const body = JSON.stringify(payload);
-  response.writeHead(statusCode, {
-    'Content-Type': 'application/x-amz-json-1.1',
-    'Content-Length': Buffer.byteLength(body),
-    'x-amzn-RequestId': randomUUID(),
-    ...(errorType === undefined ? {} : { 'x-amzn-ErrorType': errorType }),
-  });
-  response.end(body);
-}
-
-/** Every KMS error shape, modeled or not, carries its text in `message`. */
-function sendError(response: ServerResponse, error: KmsError): void {
-  sendJson(response, error.statusCode, { __type: error.errorType, message: error.message }, error.errorType);
-}
-
 /**
  * Starts a local KMS over the files in `options.dataDir`. Servers started over the same dataDir (in this process
  * or others) share every key and alias, so one decrypts what another encrypted.
@@ -721,55 +630,18 @@ export async function startKmsServer(options: KmsServerOptions): Promise<Running
   const store = new KmsFileStore(kmsDirectory, `arn:aws:kms:${region}:${accountId}:`);
   const operations = createOperations(store, now, accountId);
 
-  const server = createServer((request, response) => {
-    void (async () => {
-      let operationName = 'unknown';
-      try {
-        const body = await readRequestBody(request);
-        const target = request.headers['x-amz-target'];
-        const contentType = (request.headers['content-type'] ?? '').split(';')[0]?.trim();
-        const operation =
-          request.method === 'POST' &&
-          typeof target === 'string' &&
-          target.startsWith('TrentService.') &&
-          (contentType === 'application/x-amz-json-1.1' || contentType === 'application/x-amz-json-1.0')
-            ? operations.get(target.slice('TrentService.'.length))
-            : undefined;
-        if (!operation) throw new KmsError('UnknownOperationException', 'Unknown operation.');
-        operationName = String(target);
-        sendJson(response, 200, await operation(new RequestMembers(parseRequestBody(body))));
-      } catch (error) {
-        if (error instanceof KmsError) {
-          sendError(response, error);
-          return;
-        }
-        console.error(`kms-server: ${operationName} failed: ${describeInternalError(error)}`);
-        if (!response.headersSent) {
-          sendError(response, new KmsError('KMSInternalException', 'An internal error occurred.', 500));
-        }
-      }
-    })();
+  return startAwsJsonServer({
+    targetPrefix: 'TrentService',
+    // The parsing of members stays per service: their types and constraints are the service model's.
+    operations: new Map(
+      [...operations].map(([name, operation]) => [name, (body) => operation(new RequestMembers(body))]),
+    ),
+    logName: 'kms-server',
+    // Every KMS error shape, modeled or not, carries its text in `message`, so no error type is capitalized.
+    internalError: { errorType: 'KMSInternalException', message: 'An internal error occurred.' },
+    host: options.host,
+    port: options.port,
   });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-
-  return {
-    url: `http://${host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        // The SDK keeps connections alive; without this close() would wait for them to time out.
-        server.closeAllConnections();
-      }),
-  };
 }
 
 async function describeKeyArn(client: KMSClient, keyId: string): Promise<string | undefined> {

@@ -27,9 +27,14 @@ import {
   unlink,
   writeFile,
 } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import {
+  AwsJsonError,
+  errnoCode,
+  type JsonObject,
+  LocalStoreError,
+  startAwsJsonServer,
+} from './aws-json-server';
 
 export interface SecretsManagerServerOptions {
   /** Directory holding the store (`secrets/` is created inside it); share it to share the store. */
@@ -53,8 +58,6 @@ export interface RunningSecretsManagerServer {
   close(): Promise<void>;
 }
 
-/** Largest request body accepted; far above any valid request of the supported operations. */
-const MAX_REQUEST_BYTES = 1024 * 1024;
 /**
  * AWS's quota for one secret value, counted in UTF-8 bytes: the stricter reading, so that nothing accepted here
  * is refused by AWS.
@@ -89,21 +92,7 @@ const MODELED_ERROR_TYPES = new Set([
 ]);
 
 /** An error reported to the caller in the AWS JSON error shape. Messages never contain secret values. */
-class SecretsManagerError extends Error {
-  constructor(
-    readonly errorType: string,
-    message: string,
-    readonly statusCode = 400,
-  ) {
-    super(message);
-    this.name = errorType;
-  }
-}
-
-/** A failure of the local store itself (corrupt file, lock timeout); its message is safe to log. */
-class LocalStoreError extends Error {
-  override name = 'LocalStoreError';
-}
+class SecretsManagerError extends AwsJsonError {}
 
 const secretNotFound = () =>
   new SecretsManagerError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
@@ -157,15 +146,6 @@ interface StoredSecret {
 interface SecretValue {
   secretString?: string;
   secretBinary?: string;
-}
-
-type JsonObject = Record<string, unknown>;
-
-/** Duck-typed: errors from Node's core are not `instanceof Error` inside Jest's sandbox. */
-function errnoCode(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const { code } = error as { code?: unknown };
-  return typeof code === 'string' ? code : undefined;
 }
 
 function isErrnoError(error: unknown, code: string): boolean {
@@ -907,83 +887,6 @@ function createOperations(
   return operations;
 }
 
-/** Reads the body, refusing (after draining, to keep the connection usable) anything above MAX_REQUEST_BYTES. */
-function readRequestBody(request: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= MAX_REQUEST_BYTES) chunks.push(chunk);
-    });
-    request.on('end', () => {
-      if (size > MAX_REQUEST_BYTES) {
-        reject(new SecretsManagerError('RequestEntityTooLargeException', 'Request body is too large.', 413));
-      } else {
-        resolve(Buffer.concat(chunks));
-      }
-    });
-    request.on('error', reject);
-  });
-}
-
-function parseRequestBody(body: Buffer): JsonObject {
-  if (body.length === 0) return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    // The parser's own message quotes the body, which may hold a secret value.
-    throw new SecretsManagerError('SerializationException', 'The request body is not valid JSON.');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new SecretsManagerError('SerializationException', 'The request body must be a JSON object.');
-  }
-  return parsed as JsonObject;
-}
-
-/**
- * What to log about an unexpected failure. Only messages known to be free of secret values are included: this
- * server's own store errors and file-system errors (which name a hashed file path). Anything else is logged by
- * kind alone, since for example a parser's message may quote the data it was given.
- */
-function describeInternalError(error: unknown): string {
-  if (error instanceof LocalStoreError) return error.message;
-  const code = errnoCode(error);
-  const { message, name } = (typeof error === 'object' && error !== null ? error : {}) as {
-    message?: unknown;
-    name?: unknown;
-  };
-  if (code !== undefined && typeof message === 'string') return message;
-  return typeof name === 'string' ? name : typeof error;
-}
-
-function sendJson(
-  response: ServerResponse,
-  statusCode: number,
-  payload: JsonObject,
-  errorType?: string,
-): void {
-  const body = JSON.stringify(payload);
-  response.writeHead(statusCode, {
-    'Content-Type': 'application/x-amz-json-1.1',
-    'Content-Length': Buffer.byteLength(body),
-    'x-amzn-RequestId': randomUUID(),
-    ...(errorType === undefined ? {} : { 'x-amzn-ErrorType': errorType }),
-  });
-  response.end(body);
-}
-
-function sendError(response: ServerResponse, error: SecretsManagerError): void {
-  const messageMember = MODELED_ERROR_TYPES.has(error.errorType) ? 'Message' : 'message';
-  sendJson(
-    response,
-    error.statusCode,
-    { __type: error.errorType, [messageMember]: error.message },
-    error.errorType,
-  );
-}
-
 /**
  * Starts a local Secrets Manager over the files in `options.dataDir`. Servers started over the same dataDir (in
  * this process or others) share every secret.
@@ -1003,56 +906,16 @@ export async function startSecretsManagerServer(
   const store = new SecretFileStore(secretsDirectory, now, arnPrefix);
   const operations = createOperations(store, now, arnPrefix);
 
-  const server = createServer((request, response) => {
-    void (async () => {
-      let operationName = 'unknown';
-      try {
-        const body = await readRequestBody(request);
-        const target = request.headers['x-amz-target'];
-        const contentType = (request.headers['content-type'] ?? '').split(';')[0]?.trim();
-        const operation =
-          request.method === 'POST' &&
-          typeof target === 'string' &&
-          target.startsWith('secretsmanager.') &&
-          (contentType === 'application/x-amz-json-1.1' || contentType === 'application/x-amz-json-1.0')
-            ? operations.get(target.slice('secretsmanager.'.length))
-            : undefined;
-        if (!operation) throw new SecretsManagerError('UnknownOperationException', 'Unknown operation.');
-        operationName = String(target);
-        sendJson(response, 200, await operation(new RequestMembers(parseRequestBody(body))));
-      } catch (error) {
-        if (error instanceof SecretsManagerError) {
-          sendError(response, error);
-          return;
-        }
-        console.error(`secrets-manager-server: ${operationName} failed: ${describeInternalError(error)}`);
-        if (!response.headersSent) {
-          sendError(
-            response,
-            new SecretsManagerError('InternalServiceError', 'An error occurred on the server side.', 500),
-          );
-        }
-      }
-    })();
+  return startAwsJsonServer({
+    targetPrefix: 'secretsmanager',
+    // The parsing of members stays per service: their types and constraints are the service model's.
+    operations: new Map(
+      [...operations].map(([name, operation]) => [name, (body) => operation(new RequestMembers(body))]),
+    ),
+    logName: 'secrets-manager-server',
+    internalError: { errorType: 'InternalServiceError', message: 'An error occurred on the server side.' },
+    capitalizedMessageErrorTypes: MODELED_ERROR_TYPES,
+    host: options.host,
+    port: options.port,
   });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-
-  return {
-    url: `http://${host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        // The SDK keeps connections alive; without this close() would wait for them to time out.
-        server.closeAllConnections();
-      }),
-  };
 }

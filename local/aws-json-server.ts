@@ -1,0 +1,211 @@
+/**
+ * The HTTP side of a local AWS service that speaks AWS JSON 1.1 (`POST /` with `X-Amz-Target: <prefix>.<Operation>`
+ * and a JSON body), shared by the local KMS and Secrets Manager servers. It reads and parses the request, routes it
+ * to an operation, and writes the result or the error in the shape the AWS SDK expects. What the operations do,
+ * and where they keep their data, is left to each service.
+ *
+ * Local use only: SigV4 signatures are deliberately not verified, so any credentials work.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** A JSON object as it arrives in a request body or leaves in a response body. */
+export type JsonObject = Record<string, unknown>;
+
+/** One operation: the parsed request body in, the response body out. It reports failures by throwing AwsJsonError. */
+export type AwsJsonOperation = (body: JsonObject) => Promise<JsonObject>;
+
+/**
+ * An error reported to the caller in the AWS JSON error shape: `errorType` goes out as `__type` and as the
+ * `x-amzn-ErrorType` header, which is what the SDK turns into an exception class. The message is sent as it is,
+ * so it must never contain the data a service protects.
+ */
+export class AwsJsonError extends Error {
+  constructor(
+    readonly errorType: string,
+    message: string,
+    readonly statusCode = 400,
+  ) {
+    super(message);
+    this.name = errorType;
+  }
+}
+
+/** A failure of a service's local store itself (corrupt file, lock timeout); its message is safe to log. */
+export class LocalStoreError extends Error {
+  override name = 'LocalStoreError';
+}
+
+/** Duck-typed: errors from Node's core are not `instanceof Error` inside Jest's sandbox. */
+export function errnoCode(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code } = error as { code?: unknown };
+  return typeof code === 'string' ? code : undefined;
+}
+
+export interface AwsJsonServerOptions {
+  /** The service's X-Amz-Target prefix without the dot, e.g. `TrentService` for KMS. */
+  targetPrefix: string;
+  /** The operations by name, as they follow the prefix in X-Amz-Target. */
+  operations: ReadonlyMap<string, AwsJsonOperation>;
+  /** Names the server in the log line of an unexpected failure, e.g. `kms-server`. */
+  logName: string;
+  /** What the caller gets for an unexpected failure (whose details are logged, never sent). */
+  internalError: { errorType: string; message: string };
+  /**
+   * Error types whose body carries the text in `Message` rather than `message`. AWS is not uniform here: Secrets
+   * Manager's modeled errors use `Message`, while KMS's errors and the framework's own (serialization, unknown
+   * operation) use `message`; SDKs read either, but the casing is kept as AWS sends it.
+   */
+  capitalizedMessageErrorTypes?: ReadonlySet<string>;
+  /** Interface to listen on; 127.0.0.1 by default. */
+  host?: string;
+  /** Port to listen on; 0 (the default) picks a free one. */
+  port?: number;
+}
+
+export interface RunningAwsJsonServer {
+  /** Base URL to give the SDK as `endpoint`, e.g. http://127.0.0.1:4566. */
+  url: string;
+  /** Stops listening and closes open connections. */
+  close(): Promise<void>;
+}
+
+/** Largest request body accepted; far above any valid request of the supported operations. */
+const MAX_REQUEST_BYTES = 1024 * 1024;
+const JSON_CONTENT_TYPES = ['application/x-amz-json-1.1', 'application/x-amz-json-1.0'];
+
+/** Reads the body, refusing (after draining, to keep the connection usable) anything above MAX_REQUEST_BYTES. */
+function readRequestBody(request: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_REQUEST_BYTES) chunks.push(chunk);
+    });
+    request.on('end', () => {
+      if (size > MAX_REQUEST_BYTES) {
+        reject(new AwsJsonError('RequestEntityTooLargeException', 'Request body is too large.', 413));
+      } else {
+        resolve(Buffer.concat(chunks));
+      }
+    });
+    request.on('error', reject);
+  });
+}
+
+function parseRequestBody(body: Buffer): JsonObject {
+  if (body.length === 0) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    // The parser's own message quotes the body, which may hold a plaintext or a secret value.
+    throw new AwsJsonError('SerializationException', 'The request body is not valid JSON.');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new AwsJsonError('SerializationException', 'The request body must be a JSON object.');
+  }
+  return parsed as JsonObject;
+}
+
+/**
+ * What to log about an unexpected failure. Only messages known to be free of protected data are included: a
+ * store's own errors and file-system errors (which name a file path). Anything else is logged by kind alone,
+ * since for example a parser's message may quote the data it was given.
+ */
+function describeInternalError(error: unknown): string {
+  if (error instanceof LocalStoreError) return error.message;
+  const code = errnoCode(error);
+  const { message, name } = (typeof error === 'object' && error !== null ? error : {}) as {
+    message?: unknown;
+    name?: unknown;
+  };
+  if (code !== undefined && typeof message === 'string') return message;
+  return typeof name === 'string' ? name : typeof error;
+}
+
+function sendJson(
+  response: ServerResponse,
+  statusCode: number,
+  payload: JsonObject,
+  errorType?: string,
+): void {
+  const body = JSON.stringify(payload);
+  response.writeHead(statusCode, {
+    'Content-Type': 'application/x-amz-json-1.1',
+    'Content-Length': Buffer.byteLength(body),
+    'x-amzn-RequestId': randomUUID(),
+    ...(errorType === undefined ? {} : { 'x-amzn-ErrorType': errorType }),
+  });
+  response.end(body);
+}
+
+/** Starts an AWS JSON 1.1 server that routes each request to one of `options.operations`. */
+export async function startAwsJsonServer(options: AwsJsonServerOptions): Promise<RunningAwsJsonServer> {
+  const targetPrefix = `${options.targetPrefix}.`;
+
+  const sendError = (response: ServerResponse, error: AwsJsonError): void => {
+    const messageMember = options.capitalizedMessageErrorTypes?.has(error.errorType) ? 'Message' : 'message';
+    sendJson(
+      response,
+      error.statusCode,
+      { __type: error.errorType, [messageMember]: error.message },
+      error.errorType,
+    );
+  };
+
+  const server = createServer((request, response) => {
+    void (async () => {
+      let operationName = 'unknown';
+      try {
+        // Read in full before routing, so that an oversized body is refused as such whatever its target.
+        const body = await readRequestBody(request);
+        const target = request.headers['x-amz-target'];
+        const contentType = (request.headers['content-type'] ?? '').split(';')[0]?.trim();
+        const operation =
+          request.method === 'POST' &&
+          typeof target === 'string' &&
+          target.startsWith(targetPrefix) &&
+          JSON_CONTENT_TYPES.includes(contentType ?? '')
+            ? options.operations.get(target.slice(targetPrefix.length))
+            : undefined;
+        if (!operation) throw new AwsJsonError('UnknownOperationException', 'Unknown operation.');
+        operationName = String(target);
+        sendJson(response, 200, await operation(parseRequestBody(body)));
+      } catch (error) {
+        if (error instanceof AwsJsonError) {
+          sendError(response, error);
+          return;
+        }
+        console.error(`${options.logName}: ${operationName} failed: ${describeInternalError(error)}`);
+        if (!response.headersSent) {
+          const { errorType, message } = options.internalError;
+          sendError(response, new AwsJsonError(errorType, message, 500));
+        }
+      }
+    })();
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+
+  return {
+    url: `http://${host}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        // The SDK keeps connections alive; without this close() would wait for them to time out.
+        server.closeAllConnections();
+      }),
+  };
+}
