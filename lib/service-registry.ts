@@ -82,6 +82,25 @@ function storeFailure(operation: string, error: unknown): StoreError {
   return new StoreError(`services table ${operation} failed`, { cause: error });
 }
 
+/** The condition of an optimistic write: the stored item is still at `expected`. */
+function atVersion(expected: string) {
+  return {
+    ConditionExpression: '#version = :expected',
+    ExpressionAttributeNames: { '#version': 'version' },
+    ExpressionAttributeValues: { ':expected': s(expected) },
+  };
+}
+
+/** A failed optimistic write becomes a ConflictError; anything else a StoreError. */
+function versionConflictOr(error: unknown, name: string, operation: string): Error {
+  if (error instanceof ConditionalCheckFailedException) {
+    return new ConflictError(`service "${name}" was changed or deleted by another request; read it again`, {
+      cause: error,
+    });
+  }
+  return storeFailure(operation, error);
+}
+
 export interface DynamoDbServiceRegistryOptions {
   client: DynamoDBClient;
   tableName: string;
@@ -137,21 +156,11 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
         new PutItemCommand({
           TableName: this.tableName,
           Item: toItem(record),
-          ConditionExpression: '#version = :expected',
-          ExpressionAttributeNames: { '#version': 'version' },
-          ExpressionAttributeValues: { ':expected': s(expectedVersion) },
+          ...atVersion(expectedVersion),
         }),
       );
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) {
-        throw new ConflictError(
-          `service "${record.name}" was changed or deleted by another request; read it again`,
-          {
-            cause: error,
-          },
-        );
-      }
-      throw storeFailure('write', error);
+      throw versionConflictOr(error, record.name, 'write');
     }
   }
 
@@ -161,25 +170,11 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
         new DeleteItemCommand({
           TableName: this.tableName,
           Key: { [SERVICES_TABLE.partitionKey]: s(name) },
-          ...(expectedVersion !== undefined
-            ? {
-                ConditionExpression: '#version = :expected',
-                ExpressionAttributeNames: { '#version': 'version' },
-                ExpressionAttributeValues: { ':expected': s(expectedVersion) },
-              }
-            : {}),
+          ...(expectedVersion !== undefined ? atVersion(expectedVersion) : {}),
         }),
       );
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) {
-        throw new ConflictError(
-          `service "${name}" was changed or deleted by another request; read it again`,
-          {
-            cause: error,
-          },
-        );
-      }
-      throw storeFailure('delete', error);
+      throw versionConflictOr(error, name, 'delete');
     }
   }
 
