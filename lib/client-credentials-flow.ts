@@ -197,6 +197,16 @@ export class ClientCredentialsFlow {
 
   /** Returns a token for the service: from the cache (GET) or freshly from Entra (forced, or nothing usable cached). */
   async getToken(name: string, options: GetTokenOptions = {}): Promise<TokenResult> {
+    // The service's cached items are read at the same time as the service itself: a hit costs one round trip.
+    const lookup = options.forceRefresh
+      ? undefined
+      : this.degradable(
+          'token cache read',
+          () => this.deps.cache.lookup(name),
+          () => undefined,
+        );
+    // Settled before anything can throw below, so a failed read never becomes an unhandled rejection.
+    void lookup?.catch(() => undefined);
     const service = await this.usableService(name);
     const scopes = scopesOf(service.config);
     const scope = options.scope ?? (scopes[0] as string);
@@ -209,11 +219,14 @@ export class ClientCredentialsFlow {
     const minTtlMs = (options.minTtlSeconds ?? 0) * 1000;
 
     if (!options.forceRefresh) {
-      const cached = await this.degradable(
-        'token cache read',
-        () => this.deps.cache.get(key),
-        () => this.fromMemory(key),
-      );
+      const found = await lookup;
+      const cached = found
+        ? await this.degradable(
+            'token cache read',
+            () => found.get(key),
+            () => this.fromMemory(key),
+          )
+        : this.fromMemory(key);
       if (cached && cached.expiresAt - this.now() >= minTtlMs) {
         if (this.now() >= cached.refreshAt) this.refreshAhead(service, key);
         else if (

@@ -45,6 +45,16 @@ export interface TokenCache {
   clear(service: string): Promise<number>;
   /** Records that the token was served at `at` (only if the item still exists). */
   touch(key: CacheKey, at: number): Promise<void>;
+  /**
+   * Reads all of a service's cached items in one request, before its version is known, so that a cache hit can
+   * read the service and its token at the same time; the returned lookup answers like {@link get}.
+   */
+  lookup(service: string): Promise<TokenLookup>;
+}
+
+/** The cached items of one service, read at once; tokens are decrypted only when asked for. */
+export interface TokenLookup {
+  get(key: CacheKey): Promise<CachedToken | undefined>;
 }
 
 /** The sort key of the cache item; leases and cool-downs of the same key live beside it (see lib/refresh-lease.ts). */
@@ -113,7 +123,43 @@ export class DynamoDbTokenCache implements TokenCache {
     } catch (error) {
       throw new StoreError('token cache read failed', { cause: error });
     }
-    if (!item) return undefined;
+    return item ? this.decode(item, key) : undefined;
+  }
+
+  async lookup(service: string): Promise<TokenLookup> {
+    let items: Record<string, AttributeValue>[];
+    let complete: boolean;
+    try {
+      const out = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: '#pk = :service',
+          ExpressionAttributeNames: { '#pk': TOKEN_CACHE_TABLE.partitionKey },
+          ExpressionAttributeValues: { ':service': { S: service } },
+          ConsistentRead: true,
+        }),
+      );
+      items = out.Items ?? [];
+      complete = out.LastEvaluatedKey === undefined;
+    } catch (error) {
+      throw new StoreError('token cache read failed', { cause: error });
+    }
+    const bySortKey = new Map(items.map((item) => [item[TOKEN_CACHE_TABLE.sortKey]?.S, item]));
+    return {
+      get: async (key) => {
+        const item = bySortKey.get(cacheSortKey(key));
+        if (item) return this.decode(item, key);
+        // A partition larger than one page (many old versions or scopes): ask for the one item.
+        return complete ? undefined : this.get(key);
+      },
+    };
+  }
+
+  /** A cache item as a servable token, or undefined when expired or unreadable. */
+  private async decode(
+    item: Record<string, AttributeValue>,
+    key: CacheKey,
+  ): Promise<CachedToken | undefined> {
     const expiresAt = Number(item.expires_at?.N);
     // Expired items are skipped before any decryption.
     if (!Number.isFinite(expiresAt) || !isServable({ expiresAt }, this.now())) return undefined;
@@ -121,13 +167,12 @@ export class DynamoDbTokenCache implements TokenCache {
       accessToken: (await this.tokenOf(item, key)) ?? '',
       scope: item.scope?.S ?? key.scope,
       acquiredAt: Number(item.acquired_at?.N),
-      expiresAt: Number(item.expires_at?.N),
+      expiresAt,
       refreshAt: Number(item.refresh_at?.N ?? item.expires_at?.N),
       lastUsedAt: item.last_used_at?.N !== undefined ? Number(item.last_used_at.N) : undefined,
     };
-    if (!token.accessToken || !Number.isFinite(token.expiresAt) || !Number.isFinite(token.acquiredAt))
-      return undefined;
-    return isServable(token, this.now()) ? token : undefined;
+    if (!token.accessToken || !Number.isFinite(token.acquiredAt)) return undefined;
+    return token;
   }
 
   async put(key: CacheKey, token: CachedToken): Promise<void> {
