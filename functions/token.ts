@@ -5,14 +5,13 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { z } from 'zod';
 import { callerOf, tokenFingerprint } from '../lib/audit';
-import { MethodNotAllowedError, ValidationError } from '../lib/errors';
+import { ValidationError } from '../lib/errors';
 import { allowedMethods, httpErrors, jsonResponse } from '../lib/http';
 import { ServiceNameSchema } from '../lib/service-config';
 import { parseOrThrow } from '../lib/validation';
 import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
-const METHODS = ['GET', 'POST', 'DELETE'];
 const QUERY_PARAMETERS = ['scope', 'min_ttl'];
 const MinTtlSchema = z.coerce
   .number({ error: 'must be a whole number of seconds' })
@@ -24,9 +23,6 @@ const MinTtlSchema = z.coerce
 async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
   // Every line logged for this request (audit lines included) names the caller; reset after the request.
   runtime.logger.appendKeys({ caller: callerOf(event) });
-  if (!METHODS.includes(event.httpMethod)) {
-    throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, METHODS);
-  }
   const service = parseOrThrow(ServiceNameSchema, event.pathParameters?.service, 'service');
   const query = event.queryStringParameters ?? {};
   const unknown = Object.keys(query).filter((k) => !QUERY_PARAMETERS.includes(k));

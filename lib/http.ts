@@ -154,7 +154,8 @@ export function allowedMethods(): MiddlewareObj<APIGatewayProxyEvent, APIGateway
   return {
     before: async (request) => {
       const route = ROUTES.find((r) => r.resource === request.event.resource);
-      if (route && !route.methods.includes(request.event.httpMethod)) {
+      if (!route) throw new NotFoundError(`no route for ${request.event.resource}`);
+      if (!route.methods.includes(request.event.httpMethod)) {
         throw new MethodNotAllowedError(
           `method ${request.event.httpMethod} is not allowed here`,
           route.methods,
