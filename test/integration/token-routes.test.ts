@@ -126,15 +126,20 @@ describe('GET|POST|DELETE /api/v2/{service}/client_credentials', () => {
     expect(res.body.error.message).toContain('https://storage.azure.com/.default');
   });
 
-  it('serves a cached token without reading the secret (Secrets Manager unreachable)', async () => {
+  it('serves a cached token without reading the secret (Secrets Manager unreachable, fresh container)', async () => {
     const other = await BrokerHarness.start();
     try {
       await other.createService('cached');
       const first = await other.token('GET', 'cached');
       await other.stopSecretsManager();
+      // A new container has no secret cached in process: only the DynamoDB cache can serve it.
+      other.coldStart();
       const second = await other.token('GET', 'cached');
       expect(second.status).toBe(200);
       expect(second.body.access_token).toBe(first.body.access_token);
+      // The secret really is out of reach: a forced refresh, which needs it, fails.
+      const forced = await other.token('POST', 'cached');
+      expect(forced.status).toBe(500);
     } finally {
       await other.close();
     }
