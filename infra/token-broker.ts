@@ -27,10 +27,16 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { DEFAULT_FLOW_SETTINGS } from '../lib/client-credentials-flow';
+import {
+  adminRoutes,
+  apiDocsRoutes,
+  type ExecuteApiRoute,
+  executeApiTail,
+  tokenRoutes,
+} from '../lib/execute-api-grants';
 import { SECURITY_HEADERS } from '../lib/http';
 import { type BrokerMetric, METRICS_NAMESPACE } from '../lib/metrics';
 import { type FunctionName, ROUTES } from '../lib/routes';
-import { ServiceNameSchema } from '../lib/service-config';
 import { SERVICES_TABLE, TOKEN_CACHE_TABLE } from '../lib/tables';
 import { TOKEN_SEAL_PURPOSE } from '../lib/token-encryption';
 
@@ -284,8 +290,6 @@ interface TableAccess {
   readonly actions: readonly string[];
 }
 
-/** The route of the OpenAPI document (in lib/routes.ts, served by the admin function). */
-const API_DOCS_RESOURCE = '/api/v2/api_docs';
 const STAGE_PATTERN = /^[a-z][a-z0-9-]{0,19}$/;
 const SECRET_PREFIX_PATTERN = /^[A-Za-z0-9/_+=.@-]*\/$/;
 const SECRET_ARN_PATTERN = /^arn:[a-z-]+:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+\*?$/;
@@ -302,6 +306,15 @@ const FUNCTION_IDS: Record<BrokerFunctionName, string> = {
   refresh: 'Refresh',
   'declare-services': 'DeclareServices',
 };
+
+/** Runs a lib/execute-api-grants.ts builder, naming the construct in a refusal. */
+function grantableRoutes(build: () => ExecuteApiRoute[]): ExecuteApiRoute[] {
+  try {
+    return build();
+  } catch (error) {
+    throw new Error(`TokenBroker: ${(error as Error).message}`, { cause: error });
+  }
+}
 
 /** The JSON error body of the API, as API Gateway itself must send it too. */
 function errorBody(code: number, message: string): string {
@@ -571,29 +584,20 @@ export class TokenBroker extends Construct {
   tokenRouteArns(serviceName: string): string[] {
     // Also keeps IAM wildcards ("*", "?") out of the ARNs: a grant names exactly one service. A token could
     // resolve to anything at deploy time, so only literal names are accepted.
-    if (Token.isUnresolved(serviceName) || !ServiceNameSchema.safeParse(serviceName).success) {
-      throw new Error(`TokenBroker: "${serviceName}" is not a valid service name`);
+    if (Token.isUnresolved(serviceName)) {
+      throw new Error('TokenBroker: a grant needs a literal service name, not a token');
     }
-    return this.routeArns('token', (param) => {
-      if (param !== 'service')
-        throw new Error(`TokenBroker: token route has unexpected parameter {${param}}`);
-      return serviceName;
-    });
+    return this.executeApiArns(grantableRoutes(() => tokenRoutes(serviceName)));
   }
 
   /** The execute-api ARNs of every route the admin function serves (service management and the API docs). */
   adminRouteArns(): string[] {
-    // Service names cannot contain "/", so "*" in an execute-api ARN stands for exactly one name here.
-    return this.routeArns('admin', () => '*');
+    return this.executeApiArns(adminRoutes());
   }
 
   /** The execute-api ARN of the OpenAPI document (`GET /api/v2/api_docs`). */
   apiDocsRouteArns(): string[] {
-    const route = ROUTES.find((r) => r.resource === API_DOCS_RESOURCE);
-    if (!route) throw new Error(`TokenBroker: lib/routes.ts has no ${API_DOCS_RESOURCE} route`);
-    return route.methods.map((m) =>
-      this.api.arnForExecuteApi(m, route.resource, this.api.deploymentStage.stageName),
-    );
+    return this.executeApiArns(apiDocsRoutes());
   }
 
   /**
@@ -633,28 +637,20 @@ export class TokenBroker extends Construct {
       // cdk-nag names a finding by the ARN with references flattened to <LogicalId>.
       const api = `<${stack.getLogicalId(this.api.node.defaultChild as CfnElement)}>`;
       const stage = `<${stack.getLogicalId(this.api.deploymentStage.node.defaultChild as CfnElement)}>`;
-      for (const route of ROUTES.filter((r) => r.function === 'admin' && r.resource.includes('{'))) {
-        for (const method of route.methods) {
-          const path = route.resource.replace(/\{[^}]+\}/g, '*');
-          Validations.of(principal).acknowledge({
-            id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:${api}/${stage}/${method}${path}]`,
-            reason:
-              'The wildcard stands for the {name} path parameter of the administration routes: one service name ' +
-              '(names cannot contain "/"), so an administrator may manage every service and nothing else.',
-          });
-        }
+      for (const route of adminRoutes().filter((r) => r.path.includes('*'))) {
+        Validations.of(principal).acknowledge({
+          id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:${api}/${stage}/${executeApiTail(route)}]`,
+          reason:
+            'The wildcard stands for the {name} path parameter of the administration routes: one service name ' +
+            '(names cannot contain "/"), so an administrator may manage every service and nothing else.',
+        });
       }
     }
     return grant;
   }
 
-  private routeArns(fn: FunctionName, parameter: (name: string) => string): string[] {
-    return ROUTES.filter((route) => route.function === fn).flatMap((route) => {
-      const concrete = route.resource.replace(/\{([^}]+)\}/g, (_, name: string) => parameter(name));
-      return route.methods.map((method) =>
-        this.api.arnForExecuteApi(method, concrete, this.api.deploymentStage.stageName),
-      );
-    });
+  private executeApiArns(routes: readonly ExecuteApiRoute[]): string[] {
+    return routes.map((r) => this.api.arnForExecuteApi(r.method, r.path, this.api.deploymentStage.stageName));
   }
 
   private createFunction(

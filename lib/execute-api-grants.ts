@@ -1,0 +1,88 @@
+/**
+ * What each kind of caller may invoke, as the resource tails of `execute-api:Invoke` ARNs
+ * (`arn:aws:execute-api:<region>:<account>:<api-id>/<stage>/<tail>`, the tail being `<METHOD><path>`, e.g.
+ * `GET/api/v2/graph/client_credentials`). The CDK construct builds its grants and its resource policy from these,
+ * and a local server can check a caller's grants with the same lists. Derived from lib/routes.ts, so a new route
+ * or method changes the grants too.
+ */
+import { ValidationError } from './errors';
+import { type FunctionName, ROUTES } from './routes';
+import { ServiceNameSchema } from './service-config';
+
+/** One method on one concrete path (or a pattern of them, with IAM's `*` wildcard). */
+export interface ExecuteApiRoute {
+  /** `GET`, `POST`, ... or `*` for any method. */
+  readonly method: string;
+  /** Starts with `/`; `*` matches any characters, `/` included (IAM ARN matching). */
+  readonly path: string;
+}
+
+/** The route of the OpenAPI document. */
+export const API_DOCS_RESOURCE = '/api/v2/api_docs';
+
+/** The methods of the token route that only read (a read-only grant gets these and no others). */
+export const TOKEN_READ_METHODS: readonly string[] = ['GET'];
+
+/** `<METHOD><path>`: the part of an execute-api ARN after `<api-id>/<stage>/`. */
+export function executeApiTail(route: ExecuteApiRoute): string {
+  return `${route.method}${route.path}`;
+}
+
+/**
+ * Throws a ValidationError unless `serviceName` is one literal, valid service name: a grant names exactly one
+ * service, so IAM wildcards (`*`, `?`), a `/` and reserved names are refused.
+ */
+export function assertGrantableServiceName(serviceName: string): void {
+  const result = ServiceNameSchema.safeParse(serviceName);
+  if (!result.success) {
+    throw new ValidationError(
+      `"${serviceName}" is not a valid service name: ${result.error.issues.map((i) => i.message).join('; ')}`,
+    );
+  }
+}
+
+/**
+ * The token routes of one service (`/api/v2/<service>/client_credentials`): get, refresh and clear its tokens
+ * (every method the token function serves there), or with `readOnly` only get them.
+ */
+export function tokenRoutes(serviceName: string, options: { readOnly?: boolean } = {}): ExecuteApiRoute[] {
+  assertGrantableServiceName(serviceName);
+  return routesServedBy('token', () => serviceName).filter(
+    (r) => !options.readOnly || TOKEN_READ_METHODS.includes(r.method),
+  );
+}
+
+/**
+ * Every route the admin function serves (service management and the API docs), path parameters as `*`: service
+ * names cannot contain `/`, so there `*` stands for exactly one name.
+ */
+export function adminRoutes(): ExecuteApiRoute[] {
+  return routesServedBy('admin', () => '*');
+}
+
+/** The OpenAPI document (`GET /api/v2/api_docs`). */
+export function apiDocsRoutes(): ExecuteApiRoute[] {
+  const route = ROUTES.find((r) => r.resource === API_DOCS_RESOURCE);
+  if (!route) throw new Error(`lib/routes.ts has no ${API_DOCS_RESOURCE} route`);
+  return route.methods.map((method) => ({ method, path: route.resource }));
+}
+
+/**
+ * Whether a request (`method`, concrete `path`) falls under a granted route, matched as IAM matches the tail of
+ * an execute-api ARN: literally and case-sensitively, `*` standing for any characters and `?` for one.
+ */
+export function routeMatches(granted: ExecuteApiRoute, method: string, path: string): boolean {
+  const pattern = executeApiTail(granted)
+    .split('')
+    .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${pattern}$`).test(executeApiTail({ method, path }));
+}
+
+/** Every method of every route a function serves, each `{param}` of the path replaced by `parameter(name)`. */
+function routesServedBy(fn: FunctionName, parameter: (name: string) => string): ExecuteApiRoute[] {
+  return ROUTES.filter((r) => r.function === fn).flatMap((route) => {
+    const path = route.resource.replace(/\{([^}]+)\}/g, (_, name: string) => parameter(name));
+    return route.methods.map((method) => ({ method, path }));
+  });
+}
