@@ -8,7 +8,7 @@ import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
 import { EntraTokenClient } from '../lib/entra-token-client';
 import { METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
-import { DynamoDbRefreshCoordinator } from '../lib/refresh-lease';
+import { DynamoDbRefreshCoordinator } from '../lib/refresh-coordinator';
 import { SecretReferencePolicy } from '../lib/secret-reference';
 import { SecretsManagerSecretStore } from '../lib/secret-store';
 import { ServiceAdministration } from '../lib/service-admin';

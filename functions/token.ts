@@ -8,6 +8,7 @@ import { callerOf, tokenFingerprint } from '../lib/audit';
 import { ValidationError } from '../lib/errors';
 import { allowedMethods, httpErrors, jsonResponse } from '../lib/http';
 import { ServiceNameSchema } from '../lib/service-config';
+import { tokenResponseBody } from '../lib/token-response';
 import { parseOrThrow } from '../lib/validation';
 import { createRuntime } from './runtime';
 
@@ -39,14 +40,15 @@ async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewa
     minTtlSeconds:
       query.min_ttl === undefined ? undefined : parseOrThrow(MinTtlSchema, query.min_ttl, 'min_ttl'),
   });
+  const body = tokenResponseBody(result.token, Date.now());
   runtime.logger.info('audit: token served', {
     serviceName: service,
-    scope: result.body.scope,
+    scope: body.scope,
     cache: result.cache,
-    expiresAt: result.body.expires_at,
+    expiresAt: body.expires_at,
     tokenSha256: tokenFingerprint(result.token.accessToken),
   });
-  return jsonResponse(200, result.body);
+  return jsonResponse(200, body);
 }
 
 export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()

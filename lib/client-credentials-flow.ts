@@ -1,44 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { type AuthorityPolicy, tokenEndpointFor } from './authority';
-import { type ClientCredential, credentialFromSecret } from './credentials/credential';
-import type { EntraTokenClient } from './entra-token-client';
-import {
-  GrantNotEnabledError,
-  IdentityProviderError,
-  IdentityProviderTimeoutError,
-  IdentityProviderUnavailableError,
-  NotFoundError,
-  ServiceInactiveError,
-  StoreError,
-  ValidationError,
-} from './errors';
+import type { AuthorityPolicy } from './authority';
+import { ClientCredentialsGrant, type TokenGrant } from './client-credentials-grant';
+import { EntraRetryPolicy } from './entra-retry-policy';
+import type { EntraTokenClient, IssuedToken } from './entra-token-client';
+import { NotFoundError, ServiceInactiveError, ValidationError } from './errors';
 import { type MetricsSink, NO_METRICS } from './metrics';
-import type { RefreshCoordinator } from './refresh-lease';
+import { OutageFallback } from './outage-fallback';
+import type { RefreshCoordinator } from './refresh-coordinator';
+import { SecretCache } from './secret-cache';
 import type { SecretStore } from './secret-store';
-import { allowsClientCredentials, type ServiceRecord, scopesOf } from './service-config';
+import { type ServiceRecord, scopesOf } from './service-config';
 import type { ServiceRegistry } from './service-registry';
-import { type CachedToken, type CacheKey, isServable, type TokenCache } from './token-cache';
-
-/** The body of a successful token response (DreamFactory's shape, plus `expires_at`). */
-export interface TokenResponseBody {
-  access_token: string;
-  token_type: 'Bearer';
-  /** Whole seconds the token is still valid at the time of the response (counts down on cache hits). */
-  expires_in: number;
-  expires_at: string;
-  acquired_at: string;
-  scope: string;
-}
+import type { CachedToken, CacheKey, TokenCache } from './token-cache';
 
 /** How a token request was served, for logs and metrics. */
 export type CacheOutcome = 'hit' | 'miss' | 'refresh';
 
+/** A served token and how it was served; the HTTP layer shapes the response (lib/token-response.ts). */
 export interface TokenResult {
-  body: TokenResponseBody;
-  cache: CacheOutcome;
-  /** The token itself, for audit fingerprints (never logged). */
   token: CachedToken;
+  cache: CacheOutcome;
 }
 
 /** Tunables of the flow; every one has a production default. */
@@ -87,6 +69,7 @@ export interface ClientCredentialsFlowDependencies {
   random?: () => number;
 }
 
+/** Options of one token request; new per-request options (a deadline, a credential hint) are added here. */
 export interface GetTokenOptions {
   /** One of the service's scopes; the service's first scope when omitted. */
   scope?: string;
@@ -94,20 +77,6 @@ export interface GetTokenOptions {
   forceRefresh?: boolean;
   /** The caller needs at least this many seconds of validity; a cached token with less is refreshed first. */
   minTtlSeconds?: number;
-}
-
-/** ISO-8601 UTC without milliseconds, as DreamFactory prints times. */
-export function isoSeconds(epochMs: number): string {
-  return new Date(epochMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-const MEMORY_LIMIT = 1000;
-
-/** A Map that forgets its oldest entry beyond a size limit (process memory stays bounded). */
-function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > MEMORY_LIMIT) map.delete(map.keys().next().value as K);
 }
 
 const keyString = (key: CacheKey): string => `${key.service}\u0000${key.version}\u0000${key.scope}`;
@@ -118,26 +87,29 @@ type Mode = 'request' | 'force' | 'background';
 export type ScheduledOutcome = 'refreshed' | 'fresh' | 'unused' | 'not-cached' | 'failed';
 
 /**
- * DreamFactory's client credentials flow on AWS, built to ask Entra as rarely as possible:
+ * DreamFactory's client credentials flow on AWS, built to ask Entra as rarely as possible. This class only
+ * orchestrates; each policy is its own module:
  * - tokens are served from the DynamoDB cache while they have more than 60 s (or the caller's min_ttl) left;
  * - past a token's refresh point, one background refresh runs while callers keep getting the valid token;
- * - when many instances miss at once, a lease lets one ask Entra and the others wait for its token;
- * - Entra failures are retried within a budget, Retry-After is honoured, refusals are cooled down;
- * - when DynamoDB fails, the process keeps serving from memory and fetches directly.
+ * - when many instances miss at once, a lease (lib/refresh-coordinator.ts) lets one ask Entra and the others
+ *   wait for its token;
+ * - Entra failures are retried, Retry-After honoured and refusals cooled down (lib/entra-retry-policy.ts);
+ * - how a token is asked for is the grant's business (lib/client-credentials-grant.ts, lib/secret-cache.ts);
+ * - when DynamoDB fails, the process keeps serving what it knew (lib/outage-fallback.ts).
  */
 export class ClientCredentialsFlow {
   private readonly deps: ClientCredentialsFlowDependencies;
   private readonly settings: FlowSettings;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
-  private readonly random: () => number;
   private readonly metrics: MetricsSink;
+  /** The registry, cache and coordinator as request paths use them: degrading to memory while DynamoDB fails. */
+  private readonly store: OutageFallback;
+  private readonly grant: TokenGrant;
+  private readonly retries: EntraRetryPolicy;
   /** In-process single flight: one Entra request per key at a time in this process. */
   private readonly inflight = new Map<string, Promise<CachedToken>>();
-  /** Last good tokens and services, used only while DynamoDB is failing. */
-  private readonly memoryTokens = new Map<string, CachedToken>();
-  private readonly lastKnownServices = new Map<string, ServiceRecord>();
-  private readonly secretCache = new Map<string, { credential: ClientCredential; readAt: number }>();
+  /** Background work (refresh-ahead, last-use writes) still running, for {@link settled}. */
   private readonly background = new Set<Promise<unknown>>();
   /** Keys with a background refresh running in this process. */
   private readonly refreshing = new Set<string>();
@@ -147,8 +119,33 @@ export class ClientCredentialsFlow {
     this.settings = { ...DEFAULT_FLOW_SETTINGS, ...deps.settings };
     this.now = deps.now ?? Date.now;
     this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
-    this.random = deps.random ?? Math.random;
     this.metrics = deps.metrics ?? NO_METRICS;
+    this.store = new OutageFallback({
+      registry: deps.registry,
+      cache: deps.cache,
+      coordinator: deps.coordinator,
+      logger: deps.logger,
+      metrics: this.metrics,
+      now: this.now,
+    });
+    this.grant = new ClientCredentialsGrant({
+      entra: deps.entra,
+      authority: deps.authority,
+      credentials: new SecretCache({
+        secrets: deps.secrets,
+        ttlMs: this.settings.secretCacheTtlMs,
+        now: this.now,
+      }),
+    });
+    this.retries = new EntraRetryPolicy({
+      coordinator: this.store.coordinator,
+      logger: deps.logger,
+      metrics: this.metrics,
+      settings: this.settings,
+      now: this.now,
+      sleep: this.sleep,
+      random: deps.random ?? Math.random,
+    });
   }
 
   /** Resolves once every background refresh started so far has finished (tests; graceful shutdown). */
@@ -156,55 +153,19 @@ export class ClientCredentialsFlow {
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
   }
 
-  /** Runs a store call; on a StoreError logs and counts the degradation and returns `fallback()` instead. */
-  private async degradable<T>(what: string, call: () => Promise<T>, fallback: () => T): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      if (!(error instanceof StoreError)) throw error;
-      this.metrics.count('StoreDegraded');
-      this.deps.logger.warn('store unavailable, degrading', { operation: what, error });
-      return fallback();
-    }
-  }
-
   /** Looks the service up and checks that it may use this flow; NotFound, Inactive or GrantNotEnabled otherwise. */
   private async usableService(name: string): Promise<ServiceRecord> {
-    let service: ServiceRecord | undefined;
-    try {
-      service = await this.deps.registry.get(name);
-      if (service) remember(this.lastKnownServices, name, service);
-    } catch (error) {
-      // DynamoDB trouble: keep serving the services this instance already knows.
-      const known = this.lastKnownServices.get(name);
-      if (!(error instanceof StoreError) || !known) throw error;
-      this.metrics.count('StoreDegraded');
-      this.deps.logger.warn('services table unavailable, using the last known configuration', {
-        serviceName: name,
-        error,
-      });
-      service = known;
-    }
+    const service = await this.store.registry.get(name);
     if (!service) throw new NotFoundError(`service "${name}" does not exist`);
     if (!service.is_active) throw new ServiceInactiveError(`service "${name}" is not active`);
-    if (!allowsClientCredentials(service.config)) {
-      throw new GrantNotEnabledError(
-        `service "${name}" does not allow the client credentials grant (grant_type is "${service.config.grant_type}" and is_client_credentials is false)`,
-      );
-    }
+    this.grant.assertAllowed(service);
     return service;
   }
 
   /** Returns a token for the service: from the cache (GET) or freshly from Entra (forced, or nothing usable cached). */
   async getToken(name: string, options: GetTokenOptions = {}): Promise<TokenResult> {
     // The service's cached items are read at the same time as the service itself: a hit costs one round trip.
-    const lookup = options.forceRefresh
-      ? undefined
-      : this.degradable(
-          'token cache read',
-          () => this.deps.cache.lookup(name),
-          () => undefined,
-        );
+    const lookup = options.forceRefresh ? undefined : this.store.cache.lookup(name);
     // Settled before anything can throw below, so a failed read never becomes an unhandled rejection.
     void lookup?.catch(() => undefined);
     const service = await this.usableService(name);
@@ -218,15 +179,8 @@ export class ClientCredentialsFlow {
     const key: CacheKey = { service: name, version: service.version, scope };
     const minTtlMs = (options.minTtlSeconds ?? 0) * 1000;
 
-    if (!options.forceRefresh) {
-      const found = await lookup;
-      const cached = found
-        ? await this.degradable(
-            'token cache read',
-            () => found.get(key),
-            () => this.fromMemory(key),
-          )
-        : this.fromMemory(key);
+    if (lookup) {
+      const cached = await (await lookup).get(key);
       if (cached && cached.expiresAt - this.now() >= minTtlMs) {
         if (this.now() >= cached.refreshAt) this.refreshAhead(service, key);
         else if (
@@ -235,33 +189,35 @@ export class ClientCredentialsFlow {
         ) {
           this.touch(key);
         }
-        // Kept in memory too, so this instance can go on serving it if DynamoDB fails.
-        remember(this.memoryTokens, keyString(key), cached);
         this.metrics.count('CacheHit');
-        return { body: this.responseBody(cached), cache: 'hit', token: cached };
+        return { token: cached, cache: 'hit' };
       }
     }
 
     const mode: Mode = options.forceRefresh ? 'force' : 'request';
     const token = await this.singleFlight(key, () => this.obtain(service, key, mode, minTtlMs));
     this.metrics.count(options.forceRefresh ? 'CacheRefresh' : 'CacheMiss');
-    return { body: this.responseBody(token), cache: options.forceRefresh ? 'refresh' : 'miss', token };
+    return { token, cache: options.forceRefresh ? 'refresh' : 'miss' };
   }
 
   /** Records (in the background, best effort) that a cached token is in use, for the scheduled refresh. */
   private touch(key: CacheKey): void {
-    const at = this.now();
-    const touched = this.deps.cache.touch(key, at).catch((error) => {
+    const touched = this.store.cache.touch(key, this.now()).catch((error) => {
       this.deps.logger.debug('last_used_at not recorded', { serviceName: key.service, error });
     });
-    this.background.add(touched);
-    void touched.finally(() => this.background.delete(touched));
+    this.track(touched);
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.background.add(work);
+    void work.finally(() => this.background.delete(work));
   }
 
   /**
    * The scheduled refresh (EventBridge): refreshes the service's cached tokens that were served within
    * `usedWithinMs` and reach their refresh point within `horizonMs`, so callers nearly always hit the cache.
-   * Works under the same lease as request-driven refreshes; never throws for one scope's failure.
+   * Works under the same lease as request-driven refreshes; never throws for one scope's failure. Unlike requests,
+   * it does not degrade when DynamoDB fails: there is nobody to serve.
    */
   async refreshDue(
     name: string,
@@ -277,40 +233,37 @@ export class ClientCredentialsFlow {
       if (!cached) outcomes[scope] = 'not-cached';
       else if ((cached.lastUsedAt ?? cached.acquiredAt) < now - usedWithinMs) outcomes[scope] = 'unused';
       else if (cached.refreshAt > now + horizonMs) outcomes[scope] = 'fresh';
-      else {
-        const holder = randomUUID();
-        try {
-          // Under the same lease as request-driven refreshes: if an instance is refreshing right now, leave it.
-          if (!(await this.deps.coordinator.acquire(key, holder, this.settings.leaseTtlMs))) {
-            outcomes[scope] = 'fresh';
-            continue;
-          }
-          try {
-            await this.singleFlight(key, () => this.fetchAndStore(service, key));
-          } finally {
-            await this.deps.coordinator.release(key, holder);
-          }
-          outcomes[scope] = 'refreshed';
-        } catch (error) {
-          this.deps.logger.warn('scheduled refresh failed', { serviceName: name, scope, error });
-          outcomes[scope] = 'failed';
-        }
-      }
+      else outcomes[scope] = await this.refreshScheduled(service, key);
     }
     return outcomes;
+  }
+
+  private async refreshScheduled(service: ServiceRecord, key: CacheKey): Promise<ScheduledOutcome> {
+    const holder = randomUUID();
+    try {
+      // Under the same lease as request-driven refreshes: if an instance is refreshing right now, leave it.
+      if (!(await this.deps.coordinator.acquire(key, holder, this.settings.leaseTtlMs))) return 'fresh';
+      try {
+        await this.singleFlight(key, () => this.fetchAndStore(service, key));
+      } finally {
+        await this.deps.coordinator.release(key, holder);
+      }
+      return 'refreshed';
+    } catch (error) {
+      this.deps.logger.warn('scheduled refresh failed', {
+        serviceName: key.service,
+        scope: key.scope,
+        error,
+      });
+      return 'failed';
+    }
   }
 
   /** Removes every cached token (and lease and cool-down) of the service. The service must exist (404 otherwise). */
   async clearTokens(name: string): Promise<number> {
     const service = await this.deps.registry.get(name);
     if (!service) throw new NotFoundError(`service "${name}" does not exist`);
-    for (const k of this.memoryTokens.keys()) if (k.startsWith(`${name}\u0000`)) this.memoryTokens.delete(k);
-    return this.deps.cache.clear(name);
-  }
-
-  private fromMemory(key: CacheKey): CachedToken | undefined {
-    const token = this.memoryTokens.get(keyString(key));
-    return token && isServable(token, this.now()) ? token : undefined;
+    return this.store.cache.clear(name);
   }
 
   private singleFlight(key: CacheKey, run: () => Promise<CachedToken>): Promise<CachedToken> {
@@ -334,11 +287,8 @@ export class ClientCredentialsFlow {
         this.metrics.count('RefreshAheadFailures');
         this.deps.logger.warn('refresh-ahead failed', { serviceName: key.service, scope: key.scope, error });
       })
-      .finally(() => {
-        this.refreshing.delete(k);
-        this.background.delete(refresh);
-      });
-    this.background.add(refresh);
+      .finally(() => this.refreshing.delete(k));
+    this.track(refresh);
   }
 
   /** Whether a token already in the cache satisfies this request, so Entra need not be asked. */
@@ -371,15 +321,10 @@ export class ClientCredentialsFlow {
     mode: Mode,
     minTtlMs: number,
   ): Promise<CachedToken | undefined> {
-    await this.throwIfCoolingDown(key);
+    await this.retries.assertNotCoolingDown(key);
 
     const holder = randomUUID();
-    const leased = await this.degradable(
-      'lease write',
-      () => this.deps.coordinator.acquire(key, holder, this.settings.leaseTtlMs),
-      () => true, // DynamoDB trouble: in-process single flight is all the coordination left.
-    );
-    if (!leased) {
+    if (!(await this.store.coordinator.acquire(key, holder, this.settings.leaseTtlMs))) {
       // A background refresh leaves it to the holder: callers are being served the valid token meanwhile.
       if (mode === 'background') return undefined;
       // A forced refresh wants a token newer than any in flight: waiting for the holder's would not give one.
@@ -388,39 +333,17 @@ export class ClientCredentialsFlow {
       if (token) return token;
       this.metrics.count('LeaseWaitTimeouts');
       // The holder may have been refused meanwhile: pass its refusal on rather than asking Entra again.
-      await this.throwIfCoolingDown(key);
+      await this.retries.assertNotCoolingDown(key);
       return this.fetchAndStore(service, key);
     }
     try {
       // Another instance may have finished between our cache read and our lease.
-      const fresh = await this.degradable(
-        'token cache read',
-        () => this.deps.cache.get(key),
-        () => undefined,
-      );
+      const fresh = await this.store.cache.get(key);
       if (this.satisfies(fresh, mode, minTtlMs)) return fresh;
       return await this.fetchAndStore(service, key);
     } finally {
-      await this.degradable(
-        'lease release',
-        () => this.deps.coordinator.release(key, holder),
-        () => undefined,
-      );
+      await this.store.coordinator.release(key, holder);
     }
-  }
-
-  /** Throws the remembered refusal while `key` is cooling down after Entra refused it. */
-  private async throwIfCoolingDown(key: CacheKey): Promise<void> {
-    const cooldown = await this.degradable(
-      'cool-down read',
-      () => this.deps.coordinator.coolingDown(key),
-      () => undefined,
-    );
-    if (!cooldown) return;
-    this.metrics.count('CooldownRefusals');
-    throw new IdentityProviderError(cooldown.message, {
-      context: { ...cooldown.context, cooldown_until: isoSeconds(cooldown.until) },
-    });
   }
 
   /** Polls the cache for the lease holder's token for up to the lease wait; undefined when none came. */
@@ -429,144 +352,37 @@ export class ClientCredentialsFlow {
     const deadline = this.now() + this.settings.leaseWaitMs;
     while (this.now() < deadline) {
       await this.sleep(this.settings.leasePollMs);
-      let token: CachedToken | undefined;
-      try {
-        token = await this.deps.cache.get(key);
-      } catch (error) {
-        if (!(error instanceof StoreError)) throw error;
-        // DynamoDB trouble while waiting: stop waiting and fetch directly.
-        this.metrics.count('StoreDegraded');
-        return undefined;
-      }
+      const token = await this.store.cache.get(key);
       if (this.satisfies(token, mode, minTtlMs)) return token;
+      // DynamoDB trouble while waiting: the holder's token cannot reach us; stop waiting and fetch directly.
+      if (this.store.failing) return undefined;
       // The holder was refused: its waiters get the refusal now, not after the whole wait.
-      await this.throwIfCoolingDown(key);
+      await this.retries.assertNotCoolingDown(key);
     }
     return undefined;
   }
 
+  /** Asks Entra (with retries) and stores the token; a failed write leaves it in this process's memory. */
   private async fetchAndStore(service: ServiceRecord, key: CacheKey): Promise<CachedToken> {
-    const token = await this.fetchWithRetries(service, key);
-    remember(this.memoryTokens, keyString(key), token);
-    await this.degradable(
-      'token cache write',
-      () => this.deps.cache.put(key, token),
-      () => undefined,
+    const issued = await this.retries.request(key, (freshCredential) =>
+      this.grant.prepare(service, key.scope, { freshCredential }),
     );
+    const token = this.cachedTokenOf(issued, key);
+    await this.store.cache.put(key, token);
     return token;
   }
 
-  private async credentialFor(service: ServiceRecord, fresh: boolean): Promise<ClientCredential> {
-    const cached = this.secretCache.get(service.secret.arn);
-    if (!fresh && cached && this.now() - cached.readAt < this.settings.secretCacheTtlMs)
-      return cached.credential;
-    const credential = credentialFromSecret(await this.deps.secrets.read(service.secret.arn));
-    remember(this.secretCache, service.secret.arn, { credential, readAt: this.now() });
-    return credential;
-  }
-
-  /** Full-jitter exponential backoff: a random delay up to 200 ms × 2^attempt, at most 2 s. */
-  private backoff(attempt: number): number {
-    return Math.floor(this.random() * Math.min(2000, 200 * 2 ** attempt));
-  }
-
-  /**
-   * Asks Entra, retrying 5xx, timeouts and resets with backoff, and 429/503 after Retry-After, all within the retry
-   * budget; re-reads the secret once on invalid_client (it may just have been rotated); cools the key down after
-   * a refusal so that a broken service does not send every call to Entra.
-   */
-  private async fetchWithRetries(service: ServiceRecord, key: CacheKey): Promise<CachedToken> {
-    const tokenEndpoint = tokenEndpointFor(service.config.authority_url, service.config.tenant_id);
-    // Checked again here: the allow-list may have shrunk since the service was created.
-    this.deps.authority.assertAllowed(tokenEndpoint);
-    const deadline = this.now() + this.settings.retryBudgetMs;
-    let rereadSecret = false;
-    for (let attempt = 0; ; attempt++) {
-      const credential = await this.credentialFor(service, rereadSecret && attempt > 0);
-      const started = this.now();
-      try {
-        this.metrics.count('EntraRequests');
-        const issued = await this.deps.entra.requestToken({
-          tokenEndpoint,
-          clientId: service.config.client_id,
-          credential,
-          scope: key.scope,
-          timeoutMs: Math.max(1, deadline - started),
-        });
-        this.metrics.milliseconds('EntraLatency', this.now() - started);
-        const lifetimeMs = issued.expiresAt - issued.acquiredAt;
-        const refreshAfterMs =
-          issued.refreshIn !== undefined
-            ? issued.refreshIn * 1000
-            : lifetimeMs * this.settings.refreshFraction;
-        return {
-          accessToken: issued.accessToken,
-          scope: key.scope,
-          acquiredAt: issued.acquiredAt,
-          expiresAt: issued.expiresAt,
-          refreshAt: issued.acquiredAt + refreshAfterMs,
-        };
-      } catch (error) {
-        this.metrics.count('EntraFailures');
-        const wait = this.retryDelay(error, attempt, rereadSecret);
-        if (wait === 'reread-secret') {
-          rereadSecret = true;
-          continue;
-        }
-        if (wait === undefined || this.now() + wait >= deadline) {
-          if (
-            error instanceof IdentityProviderError &&
-            !error.retryable &&
-            typeof error.context?.error === 'string'
-          ) {
-            await this.degradable(
-              'cool-down write',
-              () =>
-                this.deps.coordinator.coolDown(key, this.now() + this.settings.cooldownMs, {
-                  message: error.message,
-                  context: error.context,
-                }),
-              () => undefined,
-            );
-          }
-          throw error;
-        }
-        this.metrics.count('EntraRetries');
-        this.deps.logger.info('retrying Entra', {
-          serviceName: key.service,
-          attempt: attempt + 1,
-          waitMs: wait,
-        });
-        await this.sleep(wait);
-      }
-    }
-  }
-
-  /** How long to wait before the next attempt; undefined when the error is not worth retrying. */
-  private retryDelay(
-    error: unknown,
-    attempt: number,
-    rereadSecret: boolean,
-  ): number | 'reread-secret' | undefined {
-    if (error instanceof IdentityProviderUnavailableError) {
-      return error.retryAfterSeconds !== undefined ? error.retryAfterSeconds * 1000 : this.backoff(attempt);
-    }
-    if (error instanceof IdentityProviderTimeoutError) return this.backoff(attempt);
-    if (error instanceof IdentityProviderError) {
-      if (error.retryable) return this.backoff(attempt);
-      if (error.context?.error === 'invalid_client' && !rereadSecret) return 'reread-secret';
-    }
-    return undefined;
-  }
-
-  private responseBody(token: CachedToken): TokenResponseBody {
+  /** The cache entry of an issued token: refreshed at Entra's refresh_in, else at a fraction of its lifetime. */
+  private cachedTokenOf(issued: IssuedToken, key: CacheKey): CachedToken {
+    const lifetimeMs = issued.expiresAt - issued.acquiredAt;
+    const refreshAfterMs =
+      issued.refreshIn !== undefined ? issued.refreshIn * 1000 : lifetimeMs * this.settings.refreshFraction;
     return {
-      access_token: token.accessToken,
-      token_type: 'Bearer',
-      expires_in: Math.max(0, Math.floor((token.expiresAt - this.now()) / 1000)),
-      expires_at: isoSeconds(token.expiresAt),
-      acquired_at: isoSeconds(token.acquiredAt),
-      scope: token.scope,
+      accessToken: issued.accessToken,
+      scope: key.scope,
+      acquiredAt: issued.acquiredAt,
+      expiresAt: issued.expiresAt,
+      refreshAt: issued.acquiredAt + refreshAfterMs,
     };
   }
 }

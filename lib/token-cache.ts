@@ -57,7 +57,7 @@ export interface TokenLookup {
   get(key: CacheKey): Promise<CachedToken | undefined>;
 }
 
-/** The sort key of the cache item; leases and cool-downs of the same key live beside it (see lib/refresh-lease.ts). */
+/** The sort key of the cache item; leases and cool-downs of the same key live beside it (see lib/refresh-coordinator.ts). */
 export const cacheSortKey = (key: CacheKey): string => `${key.version}#${key.scope}`;
 
 /** Whether a token may still be handed out at `now`. */

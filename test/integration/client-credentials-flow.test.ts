@@ -8,13 +8,14 @@ import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AuthorityPolicy } from '../../lib/authority';
 import { ClientCredentialsFlow } from '../../lib/client-credentials-flow';
 import { EntraTokenClient } from '../../lib/entra-token-client';
-import { DynamoDbRefreshCoordinator } from '../../lib/refresh-lease';
+import { DynamoDbRefreshCoordinator } from '../../lib/refresh-coordinator';
 import { SecretReferencePolicy } from '../../lib/secret-reference';
 import { SecretsManagerSecretStore } from '../../lib/secret-store';
 import { ServiceAdministration } from '../../lib/service-admin';
 import { DynamoDbServiceRegistry } from '../../lib/service-registry';
 import { TOKEN_CACHE_TABLE } from '../../lib/tables';
 import { DynamoDbTokenCache } from '../../lib/token-cache';
+import { tokenResponseBody } from '../../lib/token-response';
 import {
   type RunningSecretsManagerServer,
   startSecretsManagerServer,
@@ -144,7 +145,8 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
   it('counts the lifetime from when the request was sent: expires_at = acquired_at + expires_in', async () => {
     const name = fresh();
     await createService(name);
-    const { body, cache } = await flow.getToken(name);
+    const { token, cache } = await flow.getToken(name);
+    const body = tokenResponseBody(token, now);
     expect(cache).toBe('miss');
     expect(body.expires_in).toBe(LIFETIME_S);
     expect(body.acquired_at).toBe(new Date(START).toISOString().replace('.000Z', 'Z'));
@@ -162,7 +164,7 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     const later = await flow.getToken(name);
     // Assess
     expect(later.cache).toBe('hit');
-    expect(later.body.access_token).toBe(first.body.access_token);
+    expect(later.token.accessToken).toBe(first.token.accessToken);
     expect(emulator.tokenRequestCount).toBe(before);
   });
 
@@ -177,9 +179,9 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     const later = await flow.getToken(name);
     // Assess
     expect(later.cache).toBe('miss');
-    expect(later.body.access_token).not.toBe(first.body.access_token);
+    expect(later.token.accessToken).not.toBe(first.token.accessToken);
     expect(emulator.tokenRequestCount - before).toBe(1);
-    expect(later.body.expires_in).toBe(LIFETIME_S);
+    expect(tokenResponseBody(later.token, now).expires_in).toBe(LIFETIME_S);
   });
 
   it('counts expires_in down with the clock on cache hits, keeping acquired_at and expires_at', async () => {
@@ -189,9 +191,10 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     now = START + 1000 * 1000 + 400;
     const later = await flow.getToken(name);
     expect(later.cache).toBe('hit');
-    expect(later.body.expires_in).toBe(LIFETIME_S - 1001);
-    expect(later.body.acquired_at).toBe(first.body.acquired_at);
-    expect(later.body.expires_at).toBe(first.body.expires_at);
+    const body = tokenResponseBody(later.token, now);
+    expect(body.expires_in).toBe(LIFETIME_S - 1001);
+    expect(body.acquired_at).toBe(tokenResponseBody(first.token, START).acquired_at);
+    expect(body.expires_at).toBe(tokenResponseBody(first.token, START).expires_at);
   });
 
   it('ignores a cached item whose TTL has passed although DynamoDB has not deleted it', async () => {
@@ -208,7 +211,7 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     const later = await flow.getToken(name);
     // Assess
     expect(later.cache).toBe('miss');
-    expect(later.body.access_token).not.toBe(first.body.access_token);
+    expect(later.token.accessToken).not.toBe(first.token.accessToken);
     expect(emulator.tokenRequestCount - before).toBe(1);
   });
 
@@ -234,7 +237,7 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     const res = await flow.getToken(name);
     // Assess
     expect(res.cache).toBe('miss');
-    expect(res.body.access_token).not.toBe(old.body.access_token);
+    expect(res.token.accessToken).not.toBe(old.token.accessToken);
     expect(emulator.tokenRequestCount - before).toBe(1);
   });
 
@@ -251,6 +254,6 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     const res = await flow.getToken(name);
     // Assess
     expect(res.cache).toBe('miss');
-    expect(res.body.access_token).not.toBe(old.body.access_token);
+    expect(res.token.accessToken).not.toBe(old.token.accessToken);
   });
 });

@@ -42,7 +42,7 @@ describe('with DynamoDB stopped after tokens were cached', () => {
     const fetched = await fetcher.getToken(name);
     const read = await reader.getToken(name);
     if (fetched.cache !== 'miss' || read.cache !== 'hit') throw new Error('warm-up did not go as planned');
-    cachedToken = fetched.body.access_token;
+    cachedToken = fetched.token.accessToken;
     await ddb.stop();
   }, 60_000);
   afterAll(async () => {
@@ -53,7 +53,7 @@ describe('with DynamoDB stopped after tokens were cached', () => {
   it('keeps serving the token this instance fetched, from process memory, without asking Entra', async () => {
     let token: string | undefined;
     const requests = await entraRequestsDuring(async () => {
-      token = (await fetcher.getToken(name)).body.access_token;
+      token = (await fetcher.getToken(name)).token.accessToken;
     });
     expect(requests).toBe(0);
     expect(token).toBe(cachedToken);
@@ -62,7 +62,7 @@ describe('with DynamoDB stopped after tokens were cached', () => {
   it('keeps serving the token this instance read from the DynamoDB cache, without asking Entra', async () => {
     let token: string | undefined;
     const requests = await entraRequestsDuring(async () => {
-      token = (await reader.getToken(name)).body.access_token;
+      token = (await reader.getToken(name)).token.accessToken;
     });
     expect(requests).toBe(0);
     expect(token).toBe(cachedToken);
@@ -74,7 +74,7 @@ describe('with DynamoDB stopped after tokens were cached', () => {
       const results = await Promise.all(
         Array.from({ length: 8 }, () => fetcher.getToken(name, { scope: VAULT })),
       );
-      tokens = results.map((r) => r.body.access_token);
+      tokens = results.map((r) => r.token.accessToken);
     });
     expect(requests).toBe(1);
     expect(new Set(tokens).size).toBe(1);
@@ -85,10 +85,10 @@ describe('with DynamoDB stopped after tokens were cached', () => {
     const first = await fetcher.getToken(name, { scope: STORAGE });
     let again: string | undefined;
     const requests = await entraRequestsDuring(async () => {
-      again = (await fetcher.getToken(name, { scope: STORAGE })).body.access_token;
+      again = (await fetcher.getToken(name, { scope: STORAGE })).token.accessToken;
     });
     expect(requests).toBe(0);
-    expect(again).toBe(first.body.access_token);
+    expect(again).toBe(first.token.accessToken);
   });
 });
 
@@ -124,6 +124,6 @@ describe('when DynamoDB stops while a request waits for another instance’s lea
     const result = await flow.getToken(name);
     // Assess
     expect(bed.emulator.tokenRequestCount - before).toBe(1);
-    expect(result.body.access_token).toBe(bed.emulator.issuedTokens.at(-1));
+    expect(result.token.accessToken).toBe(bed.emulator.issuedTokens.at(-1));
   });
 });

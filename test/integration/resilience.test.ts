@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { isoSeconds } from '../../lib/client-credentials-flow';
 import { IdentityProviderError, IdentityProviderUnavailableError } from '../../lib/errors';
+import { isoSeconds } from '../../lib/token-response';
 import type { EmulatorFault } from '../fixtures/entra-emulator';
 import {
   FLOW_START,
@@ -87,7 +87,7 @@ describe('Entra failures', () => {
         // Act
         let token: string | undefined;
         const requests = await entraRequestsDuring(async () => {
-          token = (await flow.getToken(name)).body.access_token;
+          token = (await flow.getToken(name)).token.accessToken;
         });
         // Assess
         expect(requests).toBe(2);
@@ -130,7 +130,7 @@ describe('Entra failures', () => {
       // Act
       let token: string | undefined;
       const requests = await entraRequestsDuring(async () => {
-        token = (await flow.getToken(name)).body.access_token;
+        token = (await flow.getToken(name)).token.accessToken;
       });
       // Assess
       expect(waits).toEqual([3000]);
@@ -145,7 +145,7 @@ describe('Entra failures', () => {
       bed.emulator.failNext({ kind: 'unavailable', retryAfterSeconds: 1 });
       const result = await flow.getToken(name);
       expect(waits).toEqual([1000]);
-      expect(result.body.access_token).toBe(bed.emulator.issuedTokens.at(-1));
+      expect(result.token.accessToken).toBe(bed.emulator.issuedTokens.at(-1));
     });
 
     it('answers IdentityProviderUnavailableError with Retry-After at once when Retry-After exceeds the budget', async () => {
@@ -181,7 +181,7 @@ describe('Entra failures', () => {
       // Act
       let token: string | undefined;
       const requests = await entraRequestsDuring(async () => {
-        token = (await flow.getToken(name, { forceRefresh: true })).body.access_token;
+        token = (await flow.getToken(name, { forceRefresh: true })).token.accessToken;
       });
       // Assess: the first request with the cached old secret, the second with the re-read one
       expect(requests).toBe(2);
@@ -285,7 +285,7 @@ describe('Entra failures', () => {
       const name = fresh();
       await bed.createService(name, { app });
       const i = instance();
-      const cached = (await i.flow.getToken(name)).body.access_token;
+      const cached = (await i.flow.getToken(name)).token.accessToken;
       i.clock.set(FLOW_START + (LIFETIME_S / 2 + 1) * 1000);
       return { name, cached, ...i };
     }
@@ -298,7 +298,7 @@ describe('Entra failures', () => {
       const served: string[] = [];
       const requests = await entraRequestsDuring(async () => {
         for (let i = 0; i < 3; i++) {
-          served.push((await flow.getToken(name)).body.access_token);
+          served.push((await flow.getToken(name)).token.accessToken);
           await flow.settled();
         }
       });
@@ -318,8 +318,8 @@ describe('Entra failures', () => {
       await flow.settled();
       const next = await flow.getToken(name);
       // Assess
-      expect(next.body.access_token).not.toBe(cached);
-      expect(next.body.access_token).toBe(bed.emulator.issuedTokens.at(-1));
+      expect(next.token.accessToken).not.toBe(cached);
+      expect(next.token.accessToken).toBe(bed.emulator.issuedTokens.at(-1));
     });
 
     it('serves the still-valid cached token after Entra refused the refresh (cool-down)', async () => {
@@ -333,7 +333,7 @@ describe('Entra failures', () => {
       const result = await flow.getToken(name);
       // Assess
       expect(result.cache).toBe('hit');
-      expect(result.body.access_token).toBe(cached);
+      expect(result.token.accessToken).toBe(cached);
     });
   });
 });

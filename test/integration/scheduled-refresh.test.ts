@@ -31,7 +31,7 @@ describe('scheduled refresh of recently used tokens', () => {
     expect(bed.emulator.tokenRequestCount - before).toBe(1);
     const next = await flow.getToken('due');
     expect(next.cache).toBe('hit');
-    expect(next.body.access_token).not.toBe(first.body.access_token);
+    expect(next.token.accessToken).not.toBe(first.token.accessToken);
   });
 
   it('leaves a token alone whose refresh point is beyond the horizon', async () => {

@@ -63,7 +63,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       });
       // Assess
       expect(requests).toBe(1);
-      expect(new Set(results.map((r) => r.body.access_token)).size).toBe(1);
+      expect(new Set(results.map((r) => r.token.accessToken)).size).toBe(1);
     });
 
     it('gives concurrent callers on several instances the same token from exactly one Entra request', async () => {
@@ -78,7 +78,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
         const results = await Promise.all(
           instances.flatMap((flow) => Array.from({ length: 8 }, () => flow.getToken(name))),
         );
-        tokens = results.map((r) => r.body.access_token);
+        tokens = results.map((r) => r.token.accessToken);
       });
       // Assess
       expect(requests).toBe(1);
@@ -156,7 +156,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       await bed.createService(name);
       const clock = new ManualClock();
       const a = bed.flow({ now: clock.now });
-      const old = (await a.getToken(name)).body.access_token;
+      const old = (await a.getToken(name)).token.accessToken;
       const waits: number[] = [];
       const b = bed.flow({
         now: clock.now,
@@ -175,7 +175,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       const bForced = await b.getToken(name, { forceRefresh: true });
       await aForced;
       // Assess: B gets a new token without sitting out the whole lease wait (a wait it can never win)
-      expect(bForced.body.access_token).not.toBe(old);
+      expect(bForced.token.accessToken).not.toBe(old);
       expect(waits.reduce((x, y) => x + y, 0)).toBeLessThan(3000);
     });
   });
@@ -189,7 +189,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       const instances = Array.from({ length: options.instances ?? 1 }, () => bed.flow({ now: clock.now }));
       const first = instances[0];
       if (!first) throw new Error('no instance');
-      const old = (await first.getToken(name)).body.access_token;
+      const old = (await first.getToken(name)).token.accessToken;
       clock.set(FLOW_START + (LIFETIME_S / 2 + 1) * 1000);
       return { name, clock, instances, flow: first, old };
     }
@@ -203,7 +203,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       const result = await flow.getToken(name);
       // Assess: answered before Entra could issue anything
       expect(result.cache).toBe('hit');
-      expect(result.body.access_token).toBe(old);
+      expect(result.token.accessToken).toBe(old);
       expect(bed.emulator.issuedTokens.length).toBe(issuedBefore);
       await flow.settled();
     });
@@ -219,8 +219,8 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       const next = await flow.getToken(name);
       // Assess
       expect(requests).toBe(1);
-      expect(next.body.access_token).not.toBe(old);
-      expect(next.body.access_token).toBe(bed.emulator.issuedTokens.at(-1));
+      expect(next.token.accessToken).not.toBe(old);
+      expect(next.token.accessToken).toBe(bed.emulator.issuedTokens.at(-1));
     });
 
     it('runs only one refresh for concurrent callers of one instance past the refresh point', async () => {
@@ -231,7 +231,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       let tokens: string[] = [];
       const requests = await entraRequestsDuring(async () => {
         tokens = (await Promise.all(Array.from({ length: 10 }, () => flow.getToken(name)))).map(
-          (r) => r.body.access_token,
+          (r) => r.token.accessToken,
         );
         await flow.settled();
       });
@@ -250,7 +250,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
         const results = await Promise.all(
           instances.flatMap((flow) => Array.from({ length: 5 }, () => flow.getToken(name))),
         );
-        tokens = results.map((r) => r.body.access_token);
+        tokens = results.map((r) => r.token.accessToken);
         await Promise.all(instances.map((flow) => flow.settled()));
       });
       // Assess
@@ -313,7 +313,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       await bed.createService(name, { scopes: [scope] });
       const clock = new ManualClock();
       const flow = bed.flow({ now: clock.now });
-      const cached = (await flow.getToken(name)).body.access_token;
+      const cached = (await flow.getToken(name)).token.accessToken;
       clock.set(FLOW_START + 100_000);
       return { name, flow, cached };
     }
@@ -329,8 +329,8 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       // Assess
       expect(requests).toBe(1);
       expect(result?.cache).toBe('miss');
-      expect(result?.body.access_token).not.toBe(cached);
-      expect(result?.body.expires_in).toBe(LIFETIME_S);
+      expect(result?.token.accessToken).not.toBe(cached);
+      expect(result && result.token.expiresAt - result.token.acquiredAt).toBe(LIFETIME_S * 1000);
     });
 
     it('serves a cached token with more validity left than min_ttl', async () => {
@@ -344,7 +344,7 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       // Assess
       expect(requests).toBe(0);
       expect(result?.cache).toBe('hit');
-      expect(result?.body.access_token).toBe(cached);
+      expect(result?.token.accessToken).toBe(cached);
     });
   });
 });

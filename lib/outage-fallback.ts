@@ -1,0 +1,194 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { LRUCache } from 'lru-cache';
+import { StoreError } from './errors';
+import type { MetricsSink } from './metrics';
+import type { CooldownError, RefreshCoordinator } from './refresh-coordinator';
+import type { ServiceRecord } from './service-config';
+import type { ServiceRegistry } from './service-registry';
+import {
+  type CachedToken,
+  type CacheKey,
+  isServable,
+  type TokenCache,
+  type TokenLookup,
+} from './token-cache';
+
+export interface OutageFallbackOptions {
+  registry: ServiceRegistry;
+  cache: TokenCache;
+  coordinator: RefreshCoordinator;
+  logger: Logger;
+  metrics: MetricsSink;
+  now: () => number;
+  /** At most this many services and this many tokens are remembered (least recently used go first). */
+  maxEntries?: number;
+}
+
+const keyString = (key: CacheKey): string => `${key.service}\u0000${key.version}\u0000${key.scope}`;
+
+/**
+ * What a warm instance does while DynamoDB fails: it keeps serving what it last knew. One decorator over the
+ * service registry, the token cache and the refresh coordinator, whose views answer like the stores they wrap
+ * except that a StoreError is absorbed:
+ * - a service read falls back to the last record this instance read (none known: the error stands);
+ * - a token read falls back to the last token this instance read, fetched or wrote, while it is servable;
+ * - a token write, a lease release and cool-down reads and writes are skipped;
+ * - a lease write counts as won: in-process single flight is all the coordination left.
+ * Every absorbed failure is logged and counted (`StoreDegraded`). Clearing a service's tokens and every admin
+ * write still fail loudly.
+ */
+export class OutageFallback {
+  readonly registry: ServiceRegistry;
+  readonly cache: TokenCache;
+  readonly coordinator: RefreshCoordinator;
+  private readonly options: OutageFallbackOptions;
+  private readonly services: LRUCache<string, ServiceRecord>;
+  private readonly tokens: LRUCache<string, CachedToken>;
+  private lastCallFailed = false;
+
+  constructor(options: OutageFallbackOptions) {
+    this.options = options;
+    const max = options.maxEntries ?? 1000;
+    this.services = new LRUCache({ max });
+    this.tokens = new LRUCache({ max });
+    this.registry = this.registryView(options.registry);
+    this.cache = this.cacheView(options.cache);
+    this.coordinator = this.coordinatorView(options.coordinator);
+  }
+
+  /** Whether the most recent store call through this decorator failed (DynamoDB is in trouble right now). */
+  get failing(): boolean {
+    return this.lastCallFailed;
+  }
+
+  /** Runs a store call; on a StoreError logs and counts the degradation and returns `fallback()` instead. */
+  private async degradable<T>(operation: string, call: () => Promise<T>, fallback: () => T): Promise<T> {
+    try {
+      const result = await call();
+      this.lastCallFailed = false;
+      return result;
+    } catch (error) {
+      this.absorb(operation, error);
+      return fallback();
+    }
+  }
+
+  /** Rethrows anything but a StoreError; logs and counts a StoreError, which the caller then absorbs. */
+  private absorb(operation: string, error: unknown): void {
+    if (!(error instanceof StoreError)) throw error;
+    this.lastCallFailed = true;
+    this.options.metrics.count('StoreDegraded');
+    this.options.logger.warn('store unavailable, degrading', { operation, error });
+  }
+
+  /** The remembered token of `key` while it may still be handed out. */
+  private remembered(key: CacheKey): CachedToken | undefined {
+    const token = this.tokens.get(keyString(key));
+    return token && isServable(token, this.options.now()) ? token : undefined;
+  }
+
+  private remember(key: CacheKey, token: CachedToken | undefined): CachedToken | undefined {
+    if (token) this.tokens.set(keyString(key), token);
+    return token;
+  }
+
+  private registryView(inner: ServiceRegistry): ServiceRegistry {
+    return {
+      get: async (name) => {
+        try {
+          const service = await inner.get(name);
+          this.lastCallFailed = false;
+          if (service) this.services.set(name, service);
+          return service;
+        } catch (error) {
+          // Nothing remembered to fall back on: the failure stands.
+          const known = this.services.get(name);
+          if (!known) throw error;
+          this.absorb('services table read', error);
+          return known;
+        }
+      },
+      create: (record) => inner.create(record),
+      replace: (record, expectedVersion) => inner.replace(record, expectedVersion),
+      delete: (name, expectedVersion) => inner.delete(name, expectedVersion),
+      list: () => inner.list(),
+    };
+  }
+
+  private cacheView(inner: TokenCache): TokenCache {
+    const lookupOf = (found: TokenLookup | undefined): TokenLookup => ({
+      get: async (key) =>
+        found
+          ? this.remember(
+              key,
+              await this.degradable(
+                'token cache read',
+                () => found.get(key),
+                () => this.remembered(key),
+              ),
+            )
+          : this.remembered(key),
+    });
+    return {
+      get: async (key) =>
+        this.remember(
+          key,
+          await this.degradable(
+            'token cache read',
+            () => inner.get(key),
+            () => this.remembered(key),
+          ),
+        ),
+      lookup: async (service) =>
+        lookupOf(
+          await this.degradable(
+            'token cache read',
+            () => inner.lookup(service),
+            () => undefined,
+          ),
+        ),
+      put: async (key, token) => {
+        this.remember(key, token);
+        await this.degradable(
+          'token cache write',
+          () => inner.put(key, token),
+          () => undefined,
+        );
+      },
+      touch: (key, at) => inner.touch(key, at),
+      clear: async (service) => {
+        for (const k of [...this.tokens.keys()]) if (k.startsWith(`${service}\u0000`)) this.tokens.delete(k);
+        return inner.clear(service);
+      },
+    };
+  }
+
+  private coordinatorView(inner: RefreshCoordinator): RefreshCoordinator {
+    return {
+      acquire: (key, holder, ttlMs) =>
+        this.degradable(
+          'lease write',
+          () => inner.acquire(key, holder, ttlMs),
+          () => true,
+        ),
+      release: (key, holder) =>
+        this.degradable(
+          'lease release',
+          () => inner.release(key, holder),
+          () => undefined,
+        ),
+      coolDown: (key, until, error: CooldownError) =>
+        this.degradable(
+          'cool-down write',
+          () => inner.coolDown(key, until, error),
+          () => undefined,
+        ),
+      coolingDown: (key) =>
+        this.degradable(
+          'cool-down read',
+          () => inner.coolingDown(key),
+          () => undefined,
+        ),
+    };
+  }
+}
