@@ -16,6 +16,8 @@ export interface ProxyEventInput {
   /** Caller identity as API Gateway fills it in after IAM (SigV4) authorization. */
   identity?: { userArn?: string; caller?: string; accountId?: string; accessKey?: string };
   stage?: string;
+  /** The account that owns the API (requestContext.accountId); default 000000000000. */
+  apiAccountId?: string;
 }
 
 function split(values: Record<string, string | string[] | undefined> | undefined): {
@@ -60,7 +62,7 @@ export function buildProxyEvent(input: ProxyEventInput): APIGatewayProxyEvent {
     body: input.body ?? null,
     isBase64Encoded: false,
     requestContext: {
-      accountId: '000000000000',
+      accountId: input.apiAccountId ?? '000000000000',
       apiId: 'local',
       authorizer: null,
       protocol: 'HTTP/1.1',

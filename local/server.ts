@@ -6,6 +6,7 @@
  * over HTTP to `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` when set, and otherwise to an
  * embedded dynalite and an embedded Secrets Manager server, both persisted under TOKEN_BROKER_DATA_DIR.
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +18,8 @@ import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../l
 import { errorResponse } from '../lib/http';
 import { type FunctionName, matchRoute } from '../lib/routes';
 import { buildProxyEvent, localLambdaContext } from './apigw-event';
+import { type AuthorizedIdentity, authorizeRequest, refusalResponse } from './iam-authorizer';
+import { LocalIamPolicy } from './iam-policy';
 import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from './kms-server';
 import { startSecretsManagerServer } from './secrets-manager-server';
 import { seedServiceFromEnvironment } from './seed';
@@ -39,7 +42,7 @@ async function listen(server: Server, port: number, host: string): Promise<numbe
   return (server.address() as AddressInfo).port;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((res, rej) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -52,7 +55,7 @@ function readBody(req: IncomingMessage): Promise<string> {
       }
       chunks.push(chunk);
     });
-    req.on('end', () => res(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => res(Buffer.concat(chunks)));
     req.on('error', rej);
   });
 }
@@ -83,6 +86,10 @@ async function main(): Promise<void> {
     process.env.AWS_ACCESS_KEY_ID = 'local';
     process.env.AWS_SECRET_ACCESS_KEY = 'local';
   }
+
+  // Like API Gateway's IAM authorization when a local IAM file is given; open otherwise.
+  const iamFile = process.env.TOKEN_BROKER_LOCAL_IAM;
+  const iam = iamFile ? LocalIamPolicy.load(resolve(iamFile)) : undefined;
 
   const closers: Array<() => Promise<void>> = [];
 
@@ -138,7 +145,23 @@ async function main(): Promise<void> {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://local');
     const method = (req.method ?? 'GET').toUpperCase();
+    const query: Record<string, string[]> = {};
+    for (const k of new Set(url.searchParams.keys())) query[k] = url.searchParams.getAll(k);
     try {
+      // API Gateway authorizes before it routes: with IAM checks on, the body is needed for the signature.
+      let body = iam ? await readBody(req) : undefined;
+      let identity: AuthorizedIdentity | undefined;
+      if (iam) {
+        const decision = await authorizeRequest(iam, {
+          method,
+          path: url.pathname,
+          query,
+          headers: req.headers,
+          body: body as Buffer,
+        });
+        if (!decision.allowed) return send(res, refusalResponse(decision.refusal, randomUUID()));
+        identity = decision.identity;
+      }
       const match = matchRoute(url.pathname);
       if (!match) throw new NotFoundError(`no route for ${url.pathname}`);
       if (!match.route.methods.includes(method)) {
@@ -147,9 +170,7 @@ async function main(): Promise<void> {
           match.route.methods,
         );
       }
-      const body = await readBody(req);
-      const query: Record<string, string[]> = {};
-      for (const k of new Set(url.searchParams.keys())) query[k] = url.searchParams.getAll(k);
+      body ??= await readBody(req);
       const event = buildProxyEvent({
         method,
         path: url.pathname,
@@ -157,8 +178,10 @@ async function main(): Promise<void> {
         pathParameters: match.pathParameters,
         headers: req.headers as Record<string, string | string[] | undefined>,
         query,
-        body: body.length > 0 ? body : null,
+        body: body.length > 0 ? body.toString('utf8') : null,
         sourceIp: req.socket.remoteAddress,
+        identity,
+        apiAccountId: iam?.account,
       });
       const fn = match.route.function;
       send(res, await handlers[fn](event, localLambdaContext(`token-broker-${fn}`)));
@@ -167,7 +190,10 @@ async function main(): Promise<void> {
     }
   });
   const boundPort = await listen(server, port, host);
-  console.log(`Token Broker listening on http://${host}:${boundPort}`);
+  const mode = iam
+    ? `IAM checks on: SigV4 for execute-api in ${iam.region}, ${iam.size} principal(s) from ${iamFile}`
+    : 'open: no IAM checks; set TOKEN_BROKER_LOCAL_IAM=<file> to check SigV4 signatures and grants';
+  console.log(`Token Broker listening on http://${host}:${boundPort} (${mode})`);
 
   let stopping = false;
   const stop = async (signal: string) => {
