@@ -11,4 +11,4 @@ export {
   type TokenRequestOptions,
   type VersionedService,
 } from './token-broker-client';
-export type { Clock, RetryOptions } from './transport';
+export type { Clock, RetryNotice, RetryOptions } from './transport';

@@ -2,7 +2,14 @@ import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { z } from 'zod';
 import { TokenBrokerError, TokenBrokerResponseError } from './errors';
-import { type ApiCall, type Clock, type RetryOptions, SignedTransport, systemClock } from './transport';
+import {
+  type ApiCall,
+  type Clock,
+  type RetryNotice,
+  type RetryOptions,
+  SignedTransport,
+  systemClock,
+} from './transport';
 
 export interface TokenBrokerClientOptions {
   /**
@@ -24,6 +31,8 @@ export interface TokenBrokerClientOptions {
   /** Timeout of one HTTP request (default 30 s; API Gateway gives up after 29 s). */
   requestTimeoutMs?: number;
   retry?: RetryOptions;
+  /** Called before each retry (for logging; the reason never contains a token or secret). */
+  onRetry?: (retry: RetryNotice) => void;
   /** For tests: the clock of the cache and of the retry waits, the jitter source, the HTTP client. */
   clock?: Clock;
   random?: () => number;
@@ -129,6 +138,7 @@ export class TokenBrokerClient {
       random: options.random ?? Math.random,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       retry: { budgetMs: 15_000, maxAttempts: 4, baseDelayMs: 200, maxDelayMs: 5_000, ...options.retry },
+      onRetry: options.onRetry,
     });
   }
 

@@ -8,7 +8,7 @@ import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smit
 import {
   apiErrorFor,
   type BrokerErrorBody,
-  type TokenBrokerApiError,
+  TokenBrokerApiError,
   TokenBrokerCredentialsError,
   TokenBrokerNetworkError,
 } from './errors';
@@ -44,6 +44,16 @@ export interface TransportOptions {
   random: () => number;
   requestTimeoutMs: number;
   retry: Required<RetryOptions>;
+  onRetry?: (retry: RetryNotice) => void;
+}
+
+/** What a retry is about to do (for logging). */
+export interface RetryNotice {
+  /** The attempt about to be made (2 for the first retry). */
+  attempt: number;
+  delayMs: number;
+  /** Why: the status and message, or the network failure. */
+  reason: string;
 }
 
 /** One API call: the path below the endpoint (`/api/v2/…`), and whether repeating it is harmless. */
@@ -130,6 +140,11 @@ export class SignedTransport {
       // Retry-After is a floor; the jitter on top keeps a fleet of callers from coming back at the same instant.
       const delay = retryAfterMs === undefined ? backoff : retryAfterMs + random() * retry.baseDelayMs;
       if (attempt >= retry.maxAttempts || clock.now() + delay > deadline) throw failure;
+      const reason =
+        failure instanceof TokenBrokerApiError
+          ? `HTTP ${failure.status}: ${failure.message}`
+          : failure.message;
+      this.options.onRetry?.({ attempt: attempt + 1, delayMs: delay, reason });
       await clock.sleep(delay);
     }
   }
