@@ -272,8 +272,10 @@ export class TokenBrokerClient {
     });
     const parsed = TokenResponseSchema.safeParse(response.body);
     if (!parsed.success) {
-      const fields = [...new Set(parsed.error.issues.map((i) => i.path.join('.')))].join(', ');
-      throw new TokenBrokerResponseError(`the broker's token response is not valid (${fields})`);
+      const fields = [...new Set(parsed.error.issues.map((i) => i.path.join('.')))].filter(Boolean);
+      throw new TokenBrokerResponseError(
+        `the broker's token response is not valid (${fields.length ? fields.join(', ') : 'not a JSON object'})`,
+      );
     }
     const body = parsed.data;
     return {

@@ -123,10 +123,14 @@ export class SignedTransport {
         const response = await this.once(call);
         if (response.status < 400) return response;
         const retryAfterSeconds = retryAfterSecondsOf(response.headers, clock.now());
-        failure = apiErrorFor(response.status, errorBodyOf(response.status, response.body), {
+        const error = errorBodyOf(response.status, response.body);
+        const contextRequestId = error.context?.request_id;
+        failure = apiErrorFor(response.status, error, {
           errorType: response.headers.get('x-amzn-errortype')?.split(':')[0],
           retryAfterSeconds,
-          requestId: response.headers.get('x-amzn-requestid') ?? undefined,
+          requestId:
+            response.headers.get('x-amzn-requestid') ??
+            (typeof contextRequestId === 'string' ? contextRequestId : undefined),
         });
         const retryable =
           response.status === 429 || response.status === 503 || (response.status === 504 && call.idempotent);

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { type ExecuteApiRoute, routeMatches } from '../lib/execute-api-grants';
 
 /** API id and stage of local mode's execute-api ARNs (the same values its proxy events carry). */
 export const LOCAL_API_ID = 'local';
@@ -63,7 +64,8 @@ export interface LocalPrincipal {
   readonly caller: string;
   /** The principal's own account (from its ARN), `identity.accountId`. */
   readonly accountId: string;
-  readonly allow: readonly string[];
+  /** The routes the principal may invoke, from its `allow` entries. */
+  readonly allow: readonly ExecuteApiRoute[];
 }
 
 /** Problems with the local IAM file; the message names the file and field, never a value from it. */
@@ -75,15 +77,12 @@ export class LocalIamFileError extends Error {
 }
 
 /**
- * IAM's wildcard match of a resource: `*` any run of characters (slashes included), `?` exactly one, everything
- * else literally and case-sensitively.
+ * An `allow` entry as the route it grants: `GET/api/v2/x/client_credentials` is method `GET` and path
+ * `/api/v2/x/client_credentials`; `*` alone any method on any path. Joined again, the parts are the entry itself.
  */
-export function iamWildcardMatch(pattern: string, value: string): boolean {
-  const source = pattern
-    .split('')
-    .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
-    .join('');
-  return new RegExp(`^${source}$`, 's').test(value);
+export function grantedRoute(tail: string): ExecuteApiRoute {
+  const slash = tail.indexOf('/');
+  return slash < 0 ? { method: tail, path: '' } : { method: tail.slice(0, slash), path: tail.slice(slash) };
 }
 
 /**
@@ -128,7 +127,7 @@ export class LocalIamPolicy {
         arn: p.arn,
         caller: p.caller ?? defaultCaller(p.arn),
         accountId: p.arn.split(':')[4] as string,
-        allow: p.allow,
+        allow: p.allow.map(grantedRoute),
       })),
     );
   }
@@ -168,14 +167,11 @@ export class LocalIamPolicy {
   }
 
   /**
-   * Whether one of the principal's `allow` entries matches the request. An entry is the method-and-path tail of
-   * an execute-api ARN (`GET/api/v2/x/client_credentials`, `*\/api/v2/system/*`), or a whole ARN.
+   * Whether one of the principal's `allow` entries matches the request, as IAM matches the tail of an execute-api
+   * ARN (`GET/api/v2/x/client_credentials`, `*\/api/v2/system/*`): the construct's grants and this check share
+   * lib/execute-api-grants.ts.
    */
   allows(principal: LocalPrincipal, method: string, path: string): boolean {
-    const tail = `${method}${path}`;
-    const arn = this.resourceArn(method, path);
-    return principal.allow.some((pattern) =>
-      pattern.startsWith('arn:') ? iamWildcardMatch(pattern, arn) : iamWildcardMatch(pattern, tail),
-    );
+    return principal.allow.some((route) => routeMatches(route, method, path));
   }
 }

@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { TokenBrokerAccessDeniedError, type TokenBrokerApiError } from '../../client';
+import { executeApiTail, tokenRoutes } from '../../lib/execute-api-grants';
+import { BrokerProcess } from '../fixtures/broker-process';
 import { IamBroker, SERVICE, type TestPrincipal, testPrincipal } from '../fixtures/iam-broker';
 
 /**
@@ -26,12 +31,9 @@ describe('npm start with TOKEN_BROKER_LOCAL_IAM', () => {
   let other: TestPrincipal;
 
   beforeAll(async () => {
-    workload = testPrincipal('workload', [
-      `GET/api/v2/${SERVICE}/client_credentials`,
-      `POST/api/v2/${SERVICE}/client_credentials`,
-      `DELETE/api/v2/${SERVICE}/client_credentials`,
-    ]);
-    other = testPrincipal('other-team', ['*/api/v2/other_service/client_credentials']);
+    // Exactly what the construct's grantTokenAccess(role, service) allows.
+    workload = testPrincipal('workload', tokenRoutes(SERVICE).map(executeApiTail));
+    other = testPrincipal('other-team', tokenRoutes('other_service').map(executeApiTail));
     iam = await IamBroker.start([workload, other]);
   });
 
@@ -144,6 +146,40 @@ describe('npm start with TOKEN_BROKER_LOCAL_IAM', () => {
     for (const p of [iam.admin, workload, other]) {
       expect(output.includes(p.secret_access_key)).toBe(false);
       if (p.session_token) expect(output.includes(p.session_token)).toBe(false);
+    }
+  });
+});
+
+describe('npm start with an invalid TOKEN_BROKER_LOCAL_IAM file', () => {
+  it('does not start, and names the file and each problem without repeating a secret', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bad-iam-'));
+    const file = join(dir, 'local-iam.json');
+    const secret = 'bad-file-secret-access-key';
+    writeFileSync(
+      file,
+      JSON.stringify({
+        region: 'us-east-1',
+        account: '000000000000',
+        principals: [{ access_key_id: 'AKIDBAD', secret_access_key: secret, arn: 'someone', allow: 'GET/x' }],
+      }),
+    );
+    try {
+      const started = BrokerProcess.start({ env: { TOKEN_BROKER_LOCAL_IAM: file } });
+      const error = (await started.then(
+        (b) => {
+          b.kill();
+          throw new Error('the broker started');
+        },
+        (e: Error) => e,
+      )) as Error;
+      expect(error.message).toMatch(/exited \(1\) before it was ready/);
+      expect(error.message).toContain(
+        `failed to start: ${file}: principals.0.arn: must be an IAM or STS principal ARN`,
+      );
+      expect(error.message).toContain('principals.0.allow:');
+      expect(error.message).not.toContain(secret);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -130,6 +130,12 @@ describe('npm start (local/server.ts) over HTTP', () => {
       expect(broker.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     });
 
+    it('says in its start-up line that it checks no signatures without TOKEN_BROKER_LOCAL_IAM', () => {
+      expect(broker.output()).toMatch(
+        /Token Broker listening on http:\S+ \(open: no IAM checks; set TOKEN_BROKER_LOCAL_IAM/,
+      );
+    });
+
     it('runs on its embedded dynalite when AWS_ENDPOINT_URL_DYNAMODB is not set', () => {
       expect(broker.output()).toContain('embedded DynamoDB (dynalite)');
     });

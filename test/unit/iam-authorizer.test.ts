@@ -1,7 +1,7 @@
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { authorizeRequest, type SignedRequest } from '../../local/iam-authorizer';
-import { iamWildcardMatch, LocalIamPolicy } from '../../local/iam-policy';
+import { grantedRoute, LocalIamPolicy } from '../../local/iam-policy';
 
 /**
  * The local IAM check as a function of (file, request, clock). Requests are signed with the AWS SDK's signer at a
@@ -316,21 +316,37 @@ describe('local IAM authorization', () => {
   });
 });
 
-describe('IAM wildcard matching', () => {
-  it('matches "*" across slashes and "?" as exactly one character, case-sensitively', () => {
-    expect(iamWildcardMatch('*/api/v2/system/*', 'DELETE/api/v2/system/service/a/b')).toBe(true);
-    expect(iamWildcardMatch('GET/api/v2/???/client_credentials', 'GET/api/v2/abc/client_credentials')).toBe(
-      true,
-    );
-    expect(iamWildcardMatch('GET/api/v2/???/client_credentials', 'GET/api/v2/abcd/client_credentials')).toBe(
-      false,
-    );
-    expect(iamWildcardMatch('get/api/v2/x/client_credentials', 'GET/api/v2/x/client_credentials')).toBe(
-      false,
-    );
-    expect(iamWildcardMatch('GET/api/v2/x.y/client_credentials', 'GET/api/v2/xzy/client_credentials')).toBe(
-      false,
-    );
+describe('allow entries', () => {
+  it('are execute-api ARN tails: joined again, method and path are the entry itself', () => {
+    for (const entry of [
+      'GET/api/v2/x/client_credentials',
+      '*/api/v2/system/*',
+      '*',
+      'GET/api/v2/???/client_credentials',
+    ]) {
+      const route = grantedRoute(entry);
+      expect(`${route.method}${route.path}`).toBe(entry);
+    }
+  });
+
+  it('match as IAM does: "*" across slashes and any method, "?" one character, case-sensitively', () => {
+    const p = LocalIamPolicy.fromJson({
+      region: 'us-east-1',
+      account: '000000000000',
+      principals: [
+        { ...WORKLOAD, allow: ['*/api/v2/system/*', 'GET/api/v2/???/client_credentials'] },
+        { ...ADMIN, allow: ['*'] },
+      ],
+    });
+    const workload = p.principal(WORKLOAD.access_key_id);
+    const everything = p.principal(ADMIN.access_key_id);
+    if (!workload || !everything) throw new Error('principals missing');
+    expect(p.allows(workload, 'DELETE', '/api/v2/system/service/a')).toBe(true);
+    expect(p.allows(workload, 'GET', '/api/v2/abc/client_credentials')).toBe(true);
+    expect(p.allows(workload, 'GET', '/api/v2/abcd/client_credentials')).toBe(false);
+    expect(p.allows(workload, 'get', '/api/v2/abc/client_credentials')).toBe(false);
+    expect(p.allows(workload, 'POST', '/api/v2/abc/client_credentials')).toBe(false);
+    expect(p.allows(everything, 'PATCH', '/api/v2/anything/at/all')).toBe(true);
   });
 });
 
