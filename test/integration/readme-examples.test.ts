@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { executeApiTail, tokenRoutes } from '../../lib/execute-api-grants';
 import {
@@ -88,6 +88,7 @@ describe("README's calling examples against npm start with TOKEN_BROKER_LOCAL_IA
     roleWorkload = testPrincipal('readme-role', tokenRoutes(SERVICE).map(executeApiTail), true);
     iam = await IamBroker.start([workload, roleWorkload]);
     // Inside the repository, so that the JavaScript examples resolve its packages (and `token-broker/client`).
+    mkdirSync(join(ROOT, '.cache'), { recursive: true });
     scratch = mkdtempSync(join(ROOT, '.cache', 'readme-examples-'));
   });
 
