@@ -96,6 +96,38 @@ export class PreconditionFailedError extends BrokerError {
   }
 }
 
+/**
+ * The user has no usable delegated grant (never consented, or the refresh token is dead) (401). The context names
+ * the `reason` and carries a fresh `authorization_url` to send the user to.
+ */
+export class UserConsentRequiredError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'UserConsentRequiredError';
+  }
+}
+
+/** Reasons a consent callback fails; each has its own page text. */
+export type ConsentFailureReason =
+  | 'state_missing'
+  | 'state_unknown'
+  | 'state_expired'
+  | 'state_other_service'
+  | 'authorization_denied'
+  | 'authorization_error'
+  | 'redemption_failed'
+  | 'id_token_invalid';
+
+/** The consent callback cannot complete (400): the browser gets a page saying what happened and what to do. */
+export class ConsentFailedError extends BrokerError {
+  readonly reason: ConsentFailureReason;
+  constructor(reason: ConsentFailureReason, message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'ConsentFailedError';
+    this.reason = reason;
+  }
+}
+
 /** Entra answered with an error or with something that is not a valid token response (502). */
 export class IdentityProviderError extends BrokerError {
   /** True for failures worth retrying (5xx, connection reset); false for Entra's considered refusals (4xx). */

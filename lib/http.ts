@@ -4,6 +4,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import {
   BrokerError,
   ConflictError,
+  ConsentFailedError,
   GrantNotEnabledError,
   IdentityProviderError,
   IdentityProviderTimeoutError,
@@ -14,6 +15,7 @@ import {
   PreconditionFailedError,
   ServiceInactiveError,
   UnsupportedMediaTypeError,
+  UserConsentRequiredError,
   ValidationError,
 } from './errors';
 import { ROUTES } from './routes';
@@ -24,6 +26,8 @@ import { ROUTES } from './routes';
 const STATUS_BY_ERROR: ReadonlyArray<readonly [abstract new (...args: never[]) => Error, number]> = [
   [GrantNotEnabledError, 400],
   [ValidationError, 400],
+  [ConsentFailedError, 400],
+  [UserConsentRequiredError, 401],
   [ServiceInactiveError, 403],
   [NotFoundError, 404],
   [MethodNotAllowedError, 405],

@@ -82,7 +82,8 @@ function changedFields(before: ServiceView, after: ServiceView): string[] {
   for (const key of keys) {
     const a = (before.config as unknown as Record<string, unknown>)[key];
     const b = (after.config as unknown as Record<string, unknown>)[key];
-    if (a !== b) fields.push(`config.${key}`);
+    // JSON, so that lists (return_to_hosts) compare by value.
+    if (JSON.stringify(a) !== JSON.stringify(b)) fields.push(`config.${key}`);
   }
   return fields;
 }
@@ -225,10 +226,9 @@ export class ServiceAdministration {
     }
 
     const base = toEditableInput(current);
-    const { authority_url, ...configPatch } = patch.config ?? {};
-    const mergedConfig: Record<string, unknown> = { ...(base.config as object), ...configPatch };
-    if (authority_url === null) delete mergedConfig.authority_url;
-    else if (authority_url !== undefined) mergedConfig.authority_url = authority_url;
+    const mergedConfig: Record<string, unknown> = { ...(base.config as object), ...patch.config };
+    // null returns an optional field (authority_url, the authorization code fields) to its default.
+    for (const [field, value] of Object.entries(mergedConfig)) if (value === null) delete mergedConfig[field];
     const { config: _ignored, ...patchTop } = patch;
     const merged = parseOrThrow(ServiceMergedSchema, { ...base, ...patchTop, config: mergedConfig });
     const { config, secret } = splitInput(merged);
@@ -353,7 +353,9 @@ export class ServiceAdministration {
     const { name: _name, ...patch } = body as Record<string, unknown>;
     const patchConfig = { ...(patch.config as Record<string, unknown>) };
     // Fields the declaration leaves out return to their defaults, as in a fresh create.
-    if (patchConfig.authority_url === undefined) patchConfig.authority_url = null;
+    for (const field of ['authority_url', 'user_scopes', 'redirect_uri', 'return_to_hosts', 'prompt']) {
+      if (patchConfig[field] === undefined) patchConfig[field] = null;
+    }
     await this.update(input.name, {
       ...patch,
       label: desired.label,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type DelegatedConfig, delegatedConfigShape } from './authorization-code/delegated-config';
 
 /**
  * The service configuration as administrators send it (DreamFactory's `oauth_azure_ad` service object) and as
@@ -107,6 +108,8 @@ const configShape = {
   authority_url: AuthorityUrlSchema.optional().describe(
     'Authority; {tenant_id} is substituted. Default https://login.microsoftonline.com/{tenant_id}. Host must be allowed.',
   ),
+  // The authorization code flow's fields (lib/authorization-code/delegated-config.ts).
+  ...delegatedConfigShape,
 };
 
 const topShape = {
@@ -168,6 +171,11 @@ export const ServicePatchSchema = z
           is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
           scopes: z.string(typed('must be a space-separated string')).optional(),
           authority_url: z.string({ error: 'must be a string or null' }).nullable().optional(),
+          // Checked by the merged schema; null returns a field to its default.
+          user_scopes: z.string({ error: 'must be a string or null' }).nullable().optional(),
+          redirect_uri: z.string({ error: 'must be a string or null' }).nullable().optional(),
+          return_to_hosts: z.array(z.string(), { error: 'must be a list or null' }).nullable().optional(),
+          prompt: z.string({ error: 'must be a string or null' }).nullable().optional(),
         },
         { error: 'must be an object' },
       )
@@ -180,7 +188,7 @@ export type ServicePatch = z.output<typeof ServicePatchSchema>;
 export type ServiceInput = z.output<typeof ServiceInputSchema>;
 
 /** The non-secret part of a service's configuration, as stored and as shown to administrators. */
-export interface ServiceConfig {
+export interface ServiceConfig extends DelegatedConfig {
   client_id: string;
   tenant_id: string;
   grant_type: 'client_credentials' | 'authorization_code';

@@ -7,6 +7,7 @@ import {
   PutItemCommand,
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
+import { delegatedConfigFromItem, delegatedConfigToItem } from './authorization-code/delegated-config';
 import { ConflictError, StoreError } from './errors';
 import type { ServiceRecord } from './service-config';
 import { SERVICES_TABLE } from './tables';
@@ -36,6 +37,7 @@ function toItem(r: ServiceRecord): Record<string, AttributeValue> {
     scopes: s(r.config.scopes),
   };
   if (r.config.authority_url !== undefined) config.authority_url = s(r.config.authority_url);
+  Object.assign(config, delegatedConfigToItem(r.config));
   return {
     [SERVICES_TABLE.partitionKey]: s(r.name),
     label: s(r.label),
@@ -69,6 +71,7 @@ function fromItem(item: Record<string, AttributeValue>): ServiceRecord {
       is_client_credentials: config.is_client_credentials?.BOOL === true,
       scopes: str(config.scopes),
       ...(authority !== undefined ? { authority_url: authority } : {}),
+      ...delegatedConfigFromItem(config),
     },
     secret: { arn: str(item.secret_arn), managed: item.secret_managed?.BOOL !== false },
     version: str(item.version),

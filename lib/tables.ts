@@ -20,3 +20,14 @@ export const TOKEN_CACHE_TABLE = {
   /** Epoch seconds at which DynamoDB may delete the item: token expiry minus the 60 s safety margin. */
   ttlAttribute: 'ttl',
 } as const;
+
+/**
+ * User grants table (authorization code flow): the vault of delegated refresh tokens, one item per (service,
+ * user_key), and the pending consent states, one item per state under the partition `state#<sha256 of state>`
+ * (service names cannot contain `#`). State items carry a TTL; grants do not expire by themselves.
+ */
+export const USER_GRANTS_TABLE = {
+  partitionKey: 'service',
+  sortKey: 'user_key',
+  ttlAttribute: 'ttl',
+} as const;

@@ -6,12 +6,14 @@ import {
   ResourceNotFoundException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
-import { SERVICES_TABLE, TOKEN_CACHE_TABLE } from '../lib/tables';
+import { SERVICES_TABLE, TOKEN_CACHE_TABLE, USER_GRANTS_TABLE } from '../lib/tables';
 
 /** Table names for one broker. */
 export interface TableNames {
   servicesTable: string;
   tokenCacheTable: string;
+  /** The authorization code flow's grants and consent states; created only when named. */
+  userGrantsTable?: string;
 }
 
 async function exists(client: DynamoDBClient, name: string): Promise<boolean> {
@@ -71,8 +73,33 @@ export async function ensureTables(client: DynamoDBClient, names: TableNames): P
       // Engines without TTL support (dynalite): expired items are ignored on read anyway.
     }
   }
-  // dynalite creates tables asynchronously; wait until both are ACTIVE.
-  for (const name of [names.servicesTable, names.tokenCacheTable]) {
+  if (names.userGrantsTable !== undefined && !(await exists(client, names.userGrantsTable))) {
+    await create(client, {
+      TableName: names.userGrantsTable,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [
+        { AttributeName: USER_GRANTS_TABLE.partitionKey, AttributeType: 'S' },
+        { AttributeName: USER_GRANTS_TABLE.sortKey, AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: USER_GRANTS_TABLE.partitionKey, KeyType: 'HASH' },
+        { AttributeName: USER_GRANTS_TABLE.sortKey, KeyType: 'RANGE' },
+      ],
+    });
+    try {
+      await client.send(
+        new UpdateTimeToLiveCommand({
+          TableName: names.userGrantsTable,
+          TimeToLiveSpecification: { AttributeName: USER_GRANTS_TABLE.ttlAttribute, Enabled: true },
+        }),
+      );
+    } catch {
+      // Engines without TTL support: expired states are refused on read anyway.
+    }
+  }
+  // dynalite creates tables asynchronously; wait until all are ACTIVE.
+  const all = [names.servicesTable, names.tokenCacheTable, names.userGrantsTable];
+  for (const name of all.filter((n): n is string => n !== undefined)) {
     for (let i = 0; i < 100; i++) {
       const out = await client.send(new DescribeTableCommand({ TableName: name }));
       if (out.Table?.TableStatus === 'ACTIVE') break;
