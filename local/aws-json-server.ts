@@ -1,14 +1,18 @@
 /**
  * The HTTP side of a local AWS service that speaks AWS JSON 1.1 (`POST /` with `X-Amz-Target: <prefix>.<Operation>`
  * and a JSON body), shared by the local KMS and Secrets Manager servers. It reads and parses the request, routes it
- * to an operation, and writes the result or the error in the shape the AWS SDK expects. What the operations do,
- * and where they keep their data, is left to each service.
+ * to an operation, and writes the result or the error in the shape the AWS SDK expects; `startLocalAwsServer` also
+ * gives a service its private store directory and ARN prefix. What the operations do is left to each service
+ * (their members are read with local/aws-json-request.ts, their files with local/private-files.ts).
  *
  * Local use only: SigV4 signatures are deliberately not verified, so any credentials work.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { errnoCode, LocalStoreError, privateDirectory } from './private-files';
+
+export { errnoCode, LocalStoreError };
 
 /** A JSON object as it arrives in a request body or leaves in a response body. */
 export type JsonObject = Record<string, unknown>;
@@ -32,18 +36,6 @@ export class AwsJsonError extends Error {
   }
 }
 
-/** A failure of a service's local store itself (corrupt file, lock timeout); its message is safe to log. */
-export class LocalStoreError extends Error {
-  override name = 'LocalStoreError';
-}
-
-/** Duck-typed: errors from Node's core are not `instanceof Error` inside Jest's sandbox. */
-export function errnoCode(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const { code } = error as { code?: unknown };
-  return typeof code === 'string' ? code : undefined;
-}
-
 export interface AwsJsonServerOptions {
   /** The service's X-Amz-Target prefix without the dot, e.g. `TrentService` for KMS. */
   targetPrefix: string;
@@ -65,10 +57,26 @@ export interface AwsJsonServerOptions {
   port?: number;
 }
 
+/** What a local AWS server over files is started with (the KMS and Secrets Manager servers). */
+export interface LocalServerOptions {
+  /** Directory holding the store (each service keeps its own folder inside); share it to share the store. */
+  dataDir: string;
+  /** Interface to listen on; 127.0.0.1 by default. */
+  host?: string;
+  /** Port to listen on; 0 (the default) picks a free one. */
+  port?: number;
+  /** Region written into ARNs; us-east-1 by default. */
+  region?: string;
+  /** Account id written into ARNs; 000000000000 by default. */
+  accountId?: string;
+  /** Clock in epoch milliseconds, for creation dates (and recovery windows); Date.now by default. */
+  now?: () => number;
+}
+
 export interface RunningAwsJsonServer {
   /** Base URL to give the SDK as `endpoint`, e.g. http://127.0.0.1:4566. */
   url: string;
-  /** Stops listening and closes open connections. */
+  /** Stops listening and closes open connections; a store's files stay. */
   close(): Promise<void>;
 }
 
@@ -208,4 +216,46 @@ export async function startAwsJsonServer(options: AwsJsonServerOptions): Promise
         server.closeAllConnections();
       }),
   };
+}
+
+/** What a service started by {@link startLocalAwsServer} builds its operations from. */
+export interface LocalServiceContext {
+  /** The service's own folder inside the data directory, mode 0700. */
+  directory: string;
+  /** `arn:aws:<service>:<region>:<account>:` */
+  arnPrefix: string;
+  accountId: string;
+  now: () => number;
+}
+
+/** A local AWS service over files: how it is addressed, and its operations. */
+export interface LocalServiceDefinition extends Omit<AwsJsonServerOptions, 'operations' | 'host' | 'port'> {
+  /** The service's name in ARNs, e.g. `kms`. */
+  arnService: string;
+  /** Its folder inside the data directory, e.g. `kms`. */
+  directoryName: string;
+  operations(context: LocalServiceContext): ReadonlyMap<string, AwsJsonOperation>;
+}
+
+/**
+ * Starts a local AWS service over the files in `options.dataDir`. Servers started over the same dataDir (in this
+ * process or others) share one store, the way a fleet of Lambda instances shares one AWS account.
+ */
+export async function startLocalAwsServer(
+  options: LocalServerOptions,
+  { arnService, directoryName, operations, ...service }: LocalServiceDefinition,
+): Promise<RunningAwsJsonServer> {
+  const accountId = options.accountId ?? '000000000000';
+  const context: LocalServiceContext = {
+    directory: await privateDirectory(options.dataDir, directoryName),
+    arnPrefix: `arn:aws:${arnService}:${options.region ?? 'us-east-1'}:${accountId}:`,
+    accountId,
+    now: options.now ?? Date.now,
+  };
+  return startAwsJsonServer({
+    ...service,
+    operations: operations(context),
+    host: options.host,
+    port: options.port,
+  });
 }

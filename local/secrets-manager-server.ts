@@ -1,10 +1,10 @@
 /**
  * A local AWS Secrets Manager that speaks the service's real wire protocol (AWS JSON 1.1), so local mode and the
  * integration tests run the broker's production adapter (the real @aws-sdk/client-secrets-manager client) against
- * it unchanged. No emulator for this service exists on npm; this one covers the operations the broker uses, with
- * AWS's validation rules, error types and messages:
- * CreateSecret, GetSecretValue, PutSecretValue, DescribeSecret, DeleteSecret, RestoreSecret, ListSecrets,
- * TagResource.
+ * it unchanged. No emulator for this service exists on npm; this one covers the operations the broker and its tests
+ * use, with AWS's validation rules, error types and messages, for the members they are sent with: CreateSecret,
+ * GetSecretValue, DescribeSecret and DeleteSecret (lib/secret-store.ts); PutSecretValue (a rotation), RestoreSecret
+ * and ListSecrets (tests). Any other member is refused, naming it (local/aws-json-request.ts); string secrets only.
  *
  * Storage: one JSON file per secret under `${dataDir}/secrets/`, named by a hash of the secret name, read on every
  * request and replaced atomically (temp file + rename) while holding a per-secret lock file. Several processes,
@@ -14,49 +14,29 @@
  * Local use only: values are stored unencrypted (files 0600 in a 0700 directory) and requests are not
  * authenticated. SigV4 signatures are deliberately not verified, so any credentials work.
  */
-import { createHash, randomInt, randomUUID } from 'node:crypto';
-import {
-  chmod,
-  type FileHandle,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  stat,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import { createHash, randomInt } from 'node:crypto';
+import { type FileHandle, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { modelValidationError, operationsRefusing, type RequestMembers } from './aws-json-request';
 import {
   AwsJsonError,
-  errnoCode,
-  type JsonObject,
-  LocalStoreError,
-  startAwsJsonServer,
+  type LocalServerOptions,
+  type LocalServiceContext,
+  type RunningAwsJsonServer,
+  startLocalAwsServer,
 } from './aws-json-server';
+import {
+  errnoCode,
+  ignoreMissingFile,
+  LocalStoreError,
+  readJsonFile,
+  writeJsonFileAtomically,
+} from './private-files';
 
-export interface SecretsManagerServerOptions {
-  /** Directory holding the store (`secrets/` is created inside it); share it to share the store. */
-  dataDir: string;
-  /** Interface to listen on; 127.0.0.1 by default. */
-  host?: string;
-  /** Port to listen on; 0 (the default) picks a free one. */
-  port?: number;
-  /** Region written into ARNs; us-east-1 by default. */
-  region?: string;
-  /** Account id written into ARNs; 000000000000 by default. */
-  accountId?: string;
-  /** Clock in epoch milliseconds, for creation dates and recovery windows; Date.now by default. */
-  now?: () => number;
-}
-
-export interface RunningSecretsManagerServer {
-  /** Base URL to give the SDK as `endpoint` (or AWS_ENDPOINT_URL_SECRETS_MANAGER), e.g. http://127.0.0.1:4566. */
-  url: string;
-  /** Stops listening and closes open connections; the files stay. */
-  close(): Promise<void>;
-}
+/** Where the store lives (`secrets/` inside `dataDir`; share it to share the store), and what goes into ARNs. */
+export type SecretsManagerServerOptions = LocalServerOptions;
+/** `url` goes to the SDK as `endpoint` (or AWS_ENDPOINT_URL_SECRETS_MANAGER); close() leaves the files. */
+export type RunningSecretsManagerServer = RunningAwsJsonServer;
 
 /**
  * AWS's quota for one secret value, counted in UTF-8 bytes: the stricter reading, so that nothing accepted here
@@ -85,32 +65,21 @@ const MODELED_ERROR_TYPES = new Set([
   'InvalidNextTokenException',
   'InvalidParameterException',
   'InvalidRequestException',
-  'LimitExceededException',
   'ResourceExistsException',
   'ResourceNotFoundException',
   'InternalServiceError',
 ]);
 
-/** An error reported to the caller in the AWS JSON error shape. Messages never contain secret values. */
-class SecretsManagerError extends AwsJsonError {}
+/** Errors reach the caller in the AWS JSON error shape; their messages never contain secret values. */
+const smError = (errorType: string, message: string) => new AwsJsonError(errorType, message);
 
 const secretNotFound = () =>
-  new SecretsManagerError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
+  smError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
 const markedForDeletion = () =>
-  new SecretsManagerError(
+  smError(
     'InvalidRequestException',
     "You can't perform this operation on the secret because it was marked for deletion.",
   );
-
-/** Coral's wording for a request that breaks a constraint of the service model (member names in camelCase). */
-function modelValidationError(member: string, constraint: string, valueIsNull = false): SecretsManagerError {
-  const memberPath = member.charAt(0).toLowerCase() + member.slice(1);
-  const value = valueIsNull ? 'Value null' : 'Value';
-  return new SecretsManagerError(
-    'ValidationException',
-    `1 validation error detected: ${value} at '${memberPath}' failed to satisfy constraint: ${constraint}`,
-  );
-}
 
 interface StoredTag {
   key: string;
@@ -119,9 +88,7 @@ interface StoredTag {
 
 interface StoredVersion {
   versionId: string;
-  secretString?: string;
-  /** Base64, as on the wire. */
-  secretBinary?: string;
+  secretString: string;
   stages: string[];
   createdDate: number;
 }
@@ -143,17 +110,8 @@ interface StoredSecret {
   versions: StoredVersion[];
 }
 
-interface SecretValue {
-  secretString?: string;
-  secretBinary?: string;
-}
-
 function isErrnoError(error: unknown, code: string): boolean {
   return errnoCode(error) === code;
-}
-
-function ignoreMissingFile(error: unknown): void {
-  if (!isErrnoError(error, 'ENOENT')) throw error;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -167,18 +125,6 @@ function isProcessAlive(pid: number): boolean {
   } catch (error) {
     // EPERM: the process exists but belongs to someone else.
     return isErrnoError(error, 'EPERM');
-  }
-}
-
-/** Replaces `filePath` in one step, so a reader in any process sees the old or the new file, never half of one. */
-async function writeFileAtomically(filePath: string, contents: string): Promise<void> {
-  const tempPath = path.join(path.dirname(filePath), `.${path.basename(filePath)}.${randomUUID()}.tmp`);
-  try {
-    await writeFile(tempPath, contents, { mode: 0o600, flag: 'wx' });
-    await rename(tempPath, filePath);
-  } catch (error) {
-    await unlink(tempPath).catch(ignoreMissingFile);
-    throw error;
   }
 }
 
@@ -202,20 +148,8 @@ class SecretFileStore {
   }
 
   private async readSecretFile(filePath: string): Promise<StoredSecret | undefined> {
-    let contents: string;
-    try {
-      contents = await readFile(filePath, 'utf8');
-    } catch (error) {
-      ignoreMissingFile(error);
-      return undefined;
-    }
-    let secret: StoredSecret;
-    try {
-      secret = JSON.parse(contents) as StoredSecret;
-    } catch {
-      // JSON.parse messages quote the input, which holds secret values; report only the file.
-      throw new LocalStoreError(`secret file ${path.basename(filePath)} is not valid JSON`);
-    }
+    const secret = await readJsonFile<StoredSecret>(filePath);
+    if (!secret) return undefined;
     // Past its recovery window the secret is gone, as AWS purges it; its file is replaced on the next create.
     if (secret.deletionDate !== undefined && secret.deletionDate <= this.now()) return undefined;
     return secret;
@@ -261,7 +195,7 @@ class SecretFileStore {
   }
 
   async write(secret: StoredSecret): Promise<void> {
-    await writeFileAtomically(this.fileFor(secret.name), `${JSON.stringify(secret)}\n`);
+    await writeJsonFileAtomically(this.fileFor(secret.name), secret);
   }
 
   async remove(name: string): Promise<void> {
@@ -334,139 +268,31 @@ class SecretFileStore {
   }
 }
 
-/** Reads the members of one request body, enforcing the types and constraints of the service model. */
-class RequestMembers {
-  constructor(private readonly body: JsonObject) {}
+/** AWS tag rules: up to 50 tags, keys of 1 to 128 characters, values of up to 256. */
+function optionalTags(members: RequestMembers): StoredTag[] {
+  return (members.optionalStructureList('Tags', 50) ?? []).map((tag) => ({
+    key: tag.requiredString('Key', { max: 128 }),
+    value: tag.optionalString('Value', { max: 256 }) ?? '',
+  }));
+}
 
-  /** A JSON null counts as absent, as on AWS. */
-  private raw(member: string): unknown {
-    const value = this.body[member];
-    return value === null ? undefined : value;
+/** SecretString, counted in UTF-8 bytes against AWS's quota. */
+function optionalSecretString(members: RequestMembers): string | undefined {
+  const secretString = members.optionalString('SecretString', { max: Number.MAX_SAFE_INTEGER });
+  if (secretString !== undefined && Buffer.byteLength(secretString, 'utf8') > MAX_SECRET_VALUE_BYTES) {
+    throw modelValidationError(
+      'SecretString',
+      `Member must have length less than or equal to ${MAX_SECRET_VALUE_BYTES}`,
+    );
   }
-
-  private typeError(member: string, expected: string): SecretsManagerError {
-    return new SecretsManagerError('SerializationException', `Expected ${member} to be ${expected}`);
-  }
-
-  optionalString(member: string, limits: { min?: number; max: number }): string | undefined {
-    const value = this.raw(member);
-    if (value === undefined) return undefined;
-    if (typeof value !== 'string') throw this.typeError(member, 'a string');
-    const min = limits.min ?? 0;
-    if (value.length < min) {
-      throw modelValidationError(member, `Member must have length greater than or equal to ${min}`);
-    }
-    if (value.length > limits.max) {
-      throw modelValidationError(member, `Member must have length less than or equal to ${limits.max}`);
-    }
-    return value;
-  }
-
-  requiredString(member: string, limits: { min?: number; max: number }): string {
-    const value = this.optionalString(member, { min: 1, ...limits });
-    if (value === undefined) throw modelValidationError(member, 'Member must not be null', true);
-    return value;
-  }
-
-  optionalInteger(member: string): number | undefined {
-    const value = this.raw(member);
-    if (value === undefined) return undefined;
-    if (typeof value !== 'number' || !Number.isInteger(value)) throw this.typeError(member, 'an integer');
-    return value;
-  }
-
-  optionalBoolean(member: string): boolean | undefined {
-    const value = this.raw(member);
-    if (value === undefined) return undefined;
-    if (typeof value !== 'boolean') throw this.typeError(member, 'a boolean');
-    return value;
-  }
-
-  optionalList(member: string, maxItems: number): unknown[] | undefined {
-    const value = this.raw(member);
-    if (value === undefined) return undefined;
-    if (!Array.isArray(value)) throw this.typeError(member, 'a list');
-    if (value.length > maxItems) {
-      throw modelValidationError(member, `Member must have length less than or equal to ${maxItems}`);
-    }
-    return value;
-  }
-
-  optionalStringList(
-    member: string,
-    maxItems: number,
-    itemLimits: { min: number; max: number },
-  ): string[] | undefined {
-    return this.optionalList(member, maxItems)?.map((item) => {
-      if (typeof item !== 'string') throw this.typeError(`${member} entries`, 'strings');
-      if (item.length < itemLimits.min || item.length > itemLimits.max) {
-        throw modelValidationError(
-          `${member}.member`,
-          `Member must have length between ${itemLimits.min} and ${itemLimits.max}`,
-        );
-      }
-      return item;
-    });
-  }
-
-  optionalObjectList(member: string, maxItems: number): RequestMembers[] | undefined {
-    return this.optionalList(member, maxItems)?.map((item) => {
-      if (typeof item !== 'object' || item === null || Array.isArray(item)) {
-        throw this.typeError(`${member} entries`, 'structures');
-      }
-      return new RequestMembers(item as JsonObject);
-    });
-  }
-
-  /** AWS tag rules: up to 50 tags, keys of 1 to 128 characters, values of up to 256. */
-  optionalTags(member: string): StoredTag[] | undefined {
-    return this.optionalObjectList(member, 50)?.map((tag) => ({
-      key: tag.requiredString('Key', { max: 128 }),
-      value: tag.optionalString('Value', { max: 256 }) ?? '',
-    }));
-  }
-
-  /** SecretString or SecretBinary, either of which may be absent; both at once are refused as on AWS. */
-  secretValue(): SecretValue {
-    const secretString = this.optionalString('SecretString', { max: Number.MAX_SAFE_INTEGER });
-    const secretBinary = this.optionalString('SecretBinary', { max: Number.MAX_SAFE_INTEGER });
-    if (secretString !== undefined && secretBinary !== undefined) {
-      throw new SecretsManagerError(
-        'InvalidParameterException',
-        "You can't specify both a binary secret value and a string secret value in the same secret.",
-      );
-    }
-    if (secretString !== undefined) {
-      if (Buffer.byteLength(secretString, 'utf8') > MAX_SECRET_VALUE_BYTES) {
-        throw modelValidationError(
-          'SecretString',
-          `Member must have length less than or equal to ${MAX_SECRET_VALUE_BYTES}`,
-        );
-      }
-      return { secretString };
-    }
-    if (secretBinary !== undefined) {
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(secretBinary) || secretBinary.length % 4 !== 0) {
-        throw new SecretsManagerError('SerializationException', 'Expected SecretBinary to be base64-encoded');
-      }
-      const bytes = Buffer.from(secretBinary, 'base64');
-      if (bytes.length > MAX_SECRET_VALUE_BYTES) {
-        throw modelValidationError(
-          'SecretBinary',
-          `Member must have length less than or equal to ${MAX_SECRET_VALUE_BYTES}`,
-        );
-      }
-      return { secretBinary: bytes.toString('base64') };
-    }
-    return {};
-  }
+  return secretString;
 }
 
 function requiredSecretId(members: RequestMembers): string {
   const secretId = members.requiredString('SecretId', { max: 2048 });
   // ARNs are resolved (or not found) later; anything else must be a well-formed name.
   if (!secretId.startsWith('arn:') && !SECRET_NAME_PATTERN.test(secretId)) {
-    throw new SecretsManagerError('ValidationException', INVALID_NAME_MESSAGE);
+    throw smError('ValidationException', INVALID_NAME_MESSAGE);
   }
   return secretId;
 }
@@ -475,7 +301,7 @@ function requiredSecretId(members: RequestMembers): string {
 function requiredClientRequestToken(members: RequestMembers): string {
   const token = members.optionalString('ClientRequestToken', { min: 32, max: 64 });
   if (token === undefined) {
-    throw new SecretsManagerError(
+    throw smError(
       'InvalidRequestException',
       'You must provide a ClientRequestToken value. We recommend a UUID-type value.',
     );
@@ -487,8 +313,18 @@ function epochSeconds(ms: number | undefined): number | undefined {
   return ms === undefined ? undefined : ms / 1000;
 }
 
-function wireTags(secret: StoredSecret): JsonObject[] | undefined {
-  return secret.tags.length > 0 ? secret.tags.map((tag) => ({ Key: tag.key, Value: tag.value })) : undefined;
+/** What DescribeSecret and each ListSecrets entry say about a secret (never its value). */
+function secretMetadata(secret: StoredSecret) {
+  return {
+    ARN: secret.arn,
+    Name: secret.name,
+    Description: secret.description,
+    KmsKeyId: secret.kmsKeyId,
+    LastChangedDate: epochSeconds(secret.lastChangedDate),
+    DeletedDate: epochSeconds(secret.deletedDate),
+    Tags: secret.tags.length > 0 ? secret.tags.map((tag) => ({ Key: tag.key, Value: tag.value })) : undefined,
+    CreatedDate: epochSeconds(secret.createdDate),
+  };
 }
 
 /** Versions with staging labels; unlabeled (deprecated) versions are not listed, as on AWS. */
@@ -499,19 +335,14 @@ function versionIdsToStages(secret: StoredSecret): Record<string, string[]> | un
 }
 
 /**
- * Adds a version carrying `stages`. Each label moves off whichever version had it; when AWSCURRENT moves, the
- * version that had it becomes AWSPREVIOUS. The oldest unlabeled versions are dropped beyond AWS's limit.
+ * Adds a version as AWSCURRENT: the version that had it becomes AWSPREVIOUS (the one before loses its label). The
+ * oldest unlabeled versions are dropped beyond AWS's limit.
  */
-function addVersion(secret: StoredSecret, version: StoredVersion): void {
-  const previousCurrent = secret.versions.find((existing) => existing.stages.includes(STAGE_CURRENT));
+function addCurrentVersion(secret: StoredSecret, version: StoredVersion): void {
   for (const existing of secret.versions) {
-    existing.stages = existing.stages.filter((stage) => !version.stages.includes(stage));
-  }
-  if (previousCurrent && version.stages.includes(STAGE_CURRENT) && !version.stages.includes(STAGE_PREVIOUS)) {
-    for (const existing of secret.versions) {
-      existing.stages = existing.stages.filter((stage) => stage !== STAGE_PREVIOUS);
-    }
-    previousCurrent.stages.push(STAGE_PREVIOUS);
+    const wasCurrent = existing.stages.includes(STAGE_CURRENT);
+    existing.stages = existing.stages.filter((stage) => stage !== STAGE_CURRENT && stage !== STAGE_PREVIOUS);
+    if (wasCurrent) existing.stages.push(STAGE_PREVIOUS);
   }
   secret.versions.push(version);
   const unlabeled = secret.versions.filter((existing) => existing.stages.length === 0);
@@ -525,191 +356,98 @@ function randomArnSuffix(): string {
   return suffix;
 }
 
-const FILTER_KEYS = new Set([
-  'description',
-  'name',
-  'tag-key',
-  'tag-value',
-  'primary-region',
-  'owning-service',
-  'all',
-]);
-
-interface ListFilter {
-  key: string;
-  values: string[];
-}
-
-function words(text: string): string[] {
-  return text
-    .toLowerCase()
-    .split(/[^a-z0-9]+/)
-    .filter((word) => word.length > 0);
-}
-
-/**
- * One filter value against one secret. `name`, `tag-key` and `tag-value` are case-sensitive prefix matches (as
- * documented); `description` and `all` match words, case-insensitively. Replication and managed secrets do not
- * exist here, so `primary-region` and `owning-service` match nothing.
- */
-function matchesFilterValue(secret: StoredSecret, key: string, value: string): boolean {
-  switch (key) {
-    case 'name':
-      return secret.name.startsWith(value);
-    case 'tag-key':
-      return secret.tags.some((tag) => tag.key.startsWith(value));
-    case 'tag-value':
-      return secret.tags.some((tag) => tag.value.startsWith(value));
-    case 'description':
-    case 'all': {
-      const searched =
-        key === 'description'
-          ? [secret.description ?? '']
-          : [secret.name, secret.description ?? '', ...secret.tags.flatMap((tag) => [tag.key, tag.value])];
-      const attributeWords = searched.flatMap(words);
-      const wanted = words(value);
-      return (
-        wanted.length > 0 && wanted.every((word) => attributeWords.some((have) => have.startsWith(word)))
-      );
-    }
-    default:
-      return false;
-  }
-}
-
-/** Values of one filter are alternatives (a leading `!` negates one); all filters must hold. */
-function matchesFilters(secret: StoredSecret, filters: ListFilter[]): boolean {
-  return filters.every((filter) =>
-    filter.values.some((value) =>
-      value.startsWith('!')
-        ? !matchesFilterValue(secret, filter.key, value.slice(1))
-        : matchesFilterValue(secret, filter.key, value),
-    ),
-  );
-}
-
-type OperationHandler = (members: RequestMembers) => Promise<JsonObject>;
+/** Every operation refuses the members it does not implement with InvalidRequestException. */
+const operation = operationsRefusing('InvalidRequestException');
 
 /** The supported operations, by the name that follows `secretsmanager.` in X-Amz-Target. */
-function createOperations(
-  store: SecretFileStore,
-  now: () => number,
-  arnPrefix: string,
-): Map<string, OperationHandler> {
-  const operations = new Map<string, OperationHandler>();
+function createOperations(context: LocalServiceContext) {
+  const { now } = context;
+  const arnPrefix = `${context.arnPrefix}secret:`;
+  const store = new SecretFileStore(context.directory, now, arnPrefix);
+  const createSecret = operation(
+    ['Name', 'ClientRequestToken', 'Description', 'KmsKeyId', 'SecretString', 'Tags'],
+    async (members) => {
+      const name = members.requiredString('Name', { max: 512 });
+      if (!SECRET_NAME_PATTERN.test(name)) throw smError('ValidationException', INVALID_NAME_MESSAGE);
+      const versionId = requiredClientRequestToken(members);
+      const description = members.optionalString('Description', { max: 2048 });
+      const kmsKeyId = members.optionalString('KmsKeyId', { max: 2048 });
+      const secretString = optionalSecretString(members);
+      const tags = optionalTags(members);
 
-  operations.set('CreateSecret', async (members) => {
-    const name = members.requiredString('Name', { max: 512 });
-    if (!SECRET_NAME_PATTERN.test(name))
-      throw new SecretsManagerError('ValidationException', INVALID_NAME_MESSAGE);
-    const versionId = requiredClientRequestToken(members);
-    const description = members.optionalString('Description', { max: 2048 });
-    const kmsKeyId = members.optionalString('KmsKeyId', { max: 2048 });
-    const value = members.secretValue();
-    const tags = members.optionalTags('Tags') ?? [];
-    if ((members.optionalList('AddReplicaRegions', 50) ?? []).length > 0) {
-      throw new SecretsManagerError(
-        'InvalidRequestException',
-        'Replication is not supported by this local server.',
-      );
-    }
-    const hasValue = value.secretString !== undefined || value.secretBinary !== undefined;
+      return store.withLock(name, async () => {
+        const existing = await store.readByName(name);
+        if (existing && store.isScheduledForDeletion(existing)) {
+          throw smError(
+            'InvalidRequestException',
+            "You can't create this secret because a secret with this name is already scheduled for deletion.",
+          );
+        }
+        if (existing) {
+          throw smError(
+            'ResourceExistsException',
+            `The operation failed because the secret ${name} already exists.`,
+          );
+        }
+        const createdDate = now();
+        const secret: StoredSecret = {
+          formatVersion: 1,
+          arn: `${arnPrefix}${name}-${randomArnSuffix()}`,
+          name,
+          description,
+          kmsKeyId,
+          tags,
+          createdDate,
+          lastChangedDate: createdDate,
+          versions:
+            secretString === undefined
+              ? []
+              : [{ versionId, secretString, stages: [STAGE_CURRENT], createdDate }],
+        };
+        await store.write(secret);
+        return {
+          ARN: secret.arn,
+          Name: secret.name,
+          VersionId: secretString === undefined ? undefined : versionId,
+        };
+      });
+    },
+  );
 
-    return store.withLock(name, async () => {
-      const existing = await store.readByName(name);
-      if (existing && store.isScheduledForDeletion(existing)) {
-        throw new SecretsManagerError(
-          'InvalidRequestException',
-          "You can't create this secret because a secret with this name is already scheduled for deletion.",
-        );
-      }
-      if (existing) {
-        throw new SecretsManagerError(
-          'ResourceExistsException',
-          `The operation failed because the secret ${name} already exists.`,
-        );
-      }
-      const createdDate = now();
-      const secret: StoredSecret = {
-        formatVersion: 1,
-        arn: `${arnPrefix}${name}-${randomArnSuffix()}`,
-        name,
-        description,
-        kmsKeyId,
-        tags,
-        createdDate,
-        lastChangedDate: createdDate,
-        versions: hasValue ? [{ versionId, ...value, stages: [STAGE_CURRENT], createdDate }] : [],
-      };
-      await store.write(secret);
-      return { ARN: secret.arn, Name: secret.name, VersionId: hasValue ? versionId : undefined };
-    });
-  });
-
-  operations.set('GetSecretValue', async (members) => {
-    const secretId = requiredSecretId(members);
-    const versionId = members.optionalString('VersionId', { min: 32, max: 64 });
-    const versionStage = members.optionalString('VersionStage', { min: 1, max: 256 });
-    const secret = await store.resolve(secretId);
+  const getSecretValue = operation(['SecretId'], async (members) => {
+    const secret = await store.resolve(requiredSecretId(members));
     if (store.isScheduledForDeletion(secret)) throw markedForDeletion();
-
-    let version: StoredVersion | undefined;
-    if (versionId !== undefined) {
-      version = secret.versions.find((candidate) => candidate.versionId === versionId);
-      if (!version) {
-        throw new SecretsManagerError(
-          'ResourceNotFoundException',
-          `Secrets Manager can't find the specified secret value for VersionId: ${versionId}`,
-        );
-      }
-      if (versionStage !== undefined && !version.stages.includes(versionStage)) {
-        throw new SecretsManagerError(
-          'InvalidRequestException',
-          'You provided a VersionStage that is not associated to the provided VersionId.',
-        );
-      }
-    } else {
-      const stage = versionStage ?? STAGE_CURRENT;
-      version = secret.versions.find((candidate) => candidate.stages.includes(stage));
-      if (!version) {
-        throw new SecretsManagerError(
-          'ResourceNotFoundException',
-          `Secrets Manager can't find the specified secret value for staging label: ${stage}`,
-        );
-      }
+    const version = secret.versions.find((candidate) => candidate.stages.includes(STAGE_CURRENT));
+    if (!version) {
+      throw smError(
+        'ResourceNotFoundException',
+        `Secrets Manager can't find the specified secret value for staging label: ${STAGE_CURRENT}`,
+      );
     }
     return {
       ARN: secret.arn,
       Name: secret.name,
       VersionId: version.versionId,
       SecretString: version.secretString,
-      SecretBinary: version.secretBinary,
       VersionStages: version.stages,
       CreatedDate: epochSeconds(version.createdDate),
     };
   });
 
-  operations.set('PutSecretValue', async (members) => {
+  const putSecretValue = operation(['SecretId', 'ClientRequestToken', 'SecretString'], async (members) => {
     const secretId = requiredSecretId(members);
     const versionId = requiredClientRequestToken(members);
-    const value = members.secretValue();
-    if (value.secretString === undefined && value.secretBinary === undefined) {
-      throw new SecretsManagerError(
-        'InvalidRequestException',
-        'You must provide either SecretString or SecretBinary.',
-      );
+    const secretString = optionalSecretString(members);
+    if (secretString === undefined) {
+      throw smError('InvalidRequestException', 'You must provide either SecretString or SecretBinary.');
     }
-    const stages = [
-      ...new Set(members.optionalStringList('VersionStages', 20, { min: 1, max: 256 }) ?? [STAGE_CURRENT]),
-    ];
-
     return store.mutate(secretId, async (secret) => {
       if (store.isScheduledForDeletion(secret)) throw markedForDeletion();
       const existing = secret.versions.find((version) => version.versionId === versionId);
       if (existing) {
         // The ClientRequestToken makes retries idempotent: the same value again is a no-op, another is refused.
-        if (existing.secretString !== value.secretString || existing.secretBinary !== value.secretBinary) {
-          throw new SecretsManagerError(
+        if (existing.secretString !== secretString) {
+          throw smError(
             'ResourceExistsException',
             "You can't modify an existing version, you can only create new versions.",
           );
@@ -717,69 +455,61 @@ function createOperations(
         return { ARN: secret.arn, Name: secret.name, VersionId: versionId, VersionStages: existing.stages };
       }
       const createdDate = now();
-      addVersion(secret, { versionId, ...value, stages, createdDate });
+      addCurrentVersion(secret, { versionId, secretString, stages: [STAGE_CURRENT], createdDate });
       secret.lastChangedDate = createdDate;
       await store.write(secret);
-      return { ARN: secret.arn, Name: secret.name, VersionId: versionId, VersionStages: stages };
+      return { ARN: secret.arn, Name: secret.name, VersionId: versionId, VersionStages: [STAGE_CURRENT] };
     });
   });
 
-  operations.set('DescribeSecret', async (members) => {
+  const describeSecret = operation(['SecretId'], async (members) => {
     // Works on secrets scheduled for deletion: it is how a caller sees DeletedDate.
     const secret = await store.resolve(requiredSecretId(members));
-    return {
-      ARN: secret.arn,
-      Name: secret.name,
-      Description: secret.description,
-      KmsKeyId: secret.kmsKeyId,
-      LastChangedDate: epochSeconds(secret.lastChangedDate),
-      DeletedDate: epochSeconds(secret.deletedDate),
-      Tags: wireTags(secret),
-      VersionIdsToStages: versionIdsToStages(secret),
-      CreatedDate: epochSeconds(secret.createdDate),
-    };
+    return { ...secretMetadata(secret), VersionIdsToStages: versionIdsToStages(secret) };
   });
 
-  operations.set('DeleteSecret', async (members) => {
-    const secretId = requiredSecretId(members);
-    const recoveryWindowInDays = members.optionalInteger('RecoveryWindowInDays');
-    const forceDeleteWithoutRecovery = members.optionalBoolean('ForceDeleteWithoutRecovery') ?? false;
-    if (recoveryWindowInDays !== undefined && forceDeleteWithoutRecovery) {
-      throw new SecretsManagerError(
-        'InvalidParameterException',
-        "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
-      );
-    }
-    if (recoveryWindowInDays !== undefined && (recoveryWindowInDays < 7 || recoveryWindowInDays > 30)) {
-      throw new SecretsManagerError(
-        'InvalidParameterException',
-        'The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).',
-      );
-    }
-
-    return store.mutate(secretId, async (secret) => {
-      const deletedAt = now();
-      // AWS lets a force delete purge a secret that is already scheduled for deletion.
-      if (forceDeleteWithoutRecovery) {
-        await store.remove(secret.name);
-        return { ARN: secret.arn, Name: secret.name, DeletionDate: epochSeconds(deletedAt) };
-      }
-      if (store.isScheduledForDeletion(secret)) {
-        throw new SecretsManagerError(
-          'InvalidRequestException',
-          "You tried to perform the operation on a secret that's currently marked deleted.",
+  const deleteSecret = operation(
+    ['SecretId', 'RecoveryWindowInDays', 'ForceDeleteWithoutRecovery'],
+    async (members) => {
+      const secretId = requiredSecretId(members);
+      const recoveryWindowInDays = members.optionalInteger('RecoveryWindowInDays');
+      const forceDeleteWithoutRecovery = members.optionalBoolean('ForceDeleteWithoutRecovery') ?? false;
+      if (recoveryWindowInDays !== undefined && forceDeleteWithoutRecovery) {
+        throw smError(
+          'InvalidParameterException',
+          "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
         );
       }
-      secret.deletedDate = deletedAt;
-      secret.deletionDate = deletedAt + (recoveryWindowInDays ?? 30) * DAY_MS;
-      secret.lastChangedDate = deletedAt;
-      await store.write(secret);
-      return { ARN: secret.arn, Name: secret.name, DeletionDate: epochSeconds(secret.deletionDate) };
-    });
-  });
+      if (recoveryWindowInDays !== undefined && (recoveryWindowInDays < 7 || recoveryWindowInDays > 30)) {
+        throw smError(
+          'InvalidParameterException',
+          'The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).',
+        );
+      }
+      return store.mutate(secretId, async (secret) => {
+        const deletedAt = now();
+        // AWS lets a force delete purge a secret that is already scheduled for deletion.
+        if (forceDeleteWithoutRecovery) {
+          await store.remove(secret.name);
+          return { ARN: secret.arn, Name: secret.name, DeletionDate: epochSeconds(deletedAt) };
+        }
+        if (store.isScheduledForDeletion(secret)) {
+          throw smError(
+            'InvalidRequestException',
+            "You tried to perform the operation on a secret that's currently marked deleted.",
+          );
+        }
+        secret.deletedDate = deletedAt;
+        secret.deletionDate = deletedAt + (recoveryWindowInDays ?? 30) * DAY_MS;
+        secret.lastChangedDate = deletedAt;
+        await store.write(secret);
+        return { ARN: secret.arn, Name: secret.name, DeletionDate: epochSeconds(secret.deletionDate) };
+      });
+    },
+  );
 
-  operations.set('RestoreSecret', async (members) => {
-    return store.mutate(requiredSecretId(members), async (secret) => {
+  const restoreSecret = operation(['SecretId'], async (members) =>
+    store.mutate(requiredSecretId(members), async (secret) => {
       // Restoring a secret that is not scheduled for deletion succeeds and changes nothing.
       if (store.isScheduledForDeletion(secret)) {
         secret.deletedDate = undefined;
@@ -788,76 +518,30 @@ function createOperations(
         await store.write(secret);
       }
       return { ARN: secret.arn, Name: secret.name };
-    });
-  });
+    }),
+  );
 
-  operations.set('ListSecrets', async (members) => {
+  /** In order of creation (AWS's default), a page of MaxResults at a time. */
+  const listSecrets = operation(['IncludePlannedDeletion', 'MaxResults', 'NextToken'], async (members) => {
     const includePlannedDeletion = members.optionalBoolean('IncludePlannedDeletion') ?? false;
-    const maxResults = members.optionalInteger('MaxResults') ?? 100;
-    if (maxResults < 1)
-      throw modelValidationError('MaxResults', 'Member must have value greater than or equal to 1');
-    if (maxResults > 100)
-      throw modelValidationError('MaxResults', 'Member must have value less than or equal to 100');
+    const maxResults = members.optionalInteger('MaxResults', { min: 1, max: 100 }) ?? 100;
     const nextToken = members.optionalString('NextToken', { min: 1, max: 4096 });
-    const sortOrder = members.optionalString('SortOrder', { max: 4 }) ?? 'asc';
-    if (sortOrder !== 'asc' && sortOrder !== 'desc') {
-      throw modelValidationError('SortOrder', 'Member must satisfy enum value set: [asc, desc]');
-    }
-    const sortBy = members.optionalString('SortBy', { max: 32 }) ?? 'created-date';
-    if (!['created-date', 'last-changed-date', 'last-accessed-date', 'name'].includes(sortBy)) {
-      throw modelValidationError(
-        'SortBy',
-        'Member must satisfy enum value set: [created-date, last-accessed-date, last-changed-date, name]',
-      );
-    }
-    const filters: ListFilter[] = (members.optionalObjectList('Filters', 10) ?? []).map((filter) => {
-      const key = filter.requiredString('Key', { max: 32 });
-      if (!FILTER_KEYS.has(key)) {
-        throw modelValidationError(
-          'Filters.member.key',
-          'Member must satisfy enum value set: [all, description, name, tag-key, tag-value, primary-region, owning-service]',
-        );
-      }
-      const values = filter.optionalStringList('Values', 10, { min: 1, max: 512 }) ?? [];
-      return { key, values };
-    });
-
     let offset = 0;
     if (nextToken !== undefined) {
-      const decoded = Number(Buffer.from(nextToken, 'base64url').toString('utf8'));
-      if (!Number.isInteger(decoded) || decoded < 0) {
-        throw new SecretsManagerError('InvalidNextTokenException', 'The NextToken value is invalid.');
+      offset = Number(Buffer.from(nextToken, 'base64url').toString('utf8'));
+      if (!Number.isInteger(offset) || offset < 0) {
+        throw smError('InvalidNextTokenException', 'The NextToken value is invalid.');
       }
-      offset = decoded;
     }
-
-    const sortKey = (secret: StoredSecret): number | string =>
-      sortBy === 'name'
-        ? secret.name
-        : sortBy === 'last-changed-date'
-          ? secret.lastChangedDate
-          : secret.createdDate;
     const matching = (await store.list())
       .filter((secret) => includePlannedDeletion || !store.isScheduledForDeletion(secret))
-      .filter((secret) => matchesFilters(secret, filters))
-      .sort((a, b) => {
-        const [left, right] = [sortKey(a), sortKey(b)];
-        const order = left < right ? -1 : left > right ? 1 : a.name.localeCompare(b.name);
-        return sortOrder === 'asc' ? order : -order;
-      });
+      .sort((a, b) => a.createdDate - b.createdDate || a.name.localeCompare(b.name));
     const page = matching.slice(offset, offset + maxResults);
     const nextOffset = offset + page.length;
     return {
       SecretList: page.map((secret) => ({
-        ARN: secret.arn,
-        Name: secret.name,
-        Description: secret.description,
-        KmsKeyId: secret.kmsKeyId,
-        LastChangedDate: epochSeconds(secret.lastChangedDate),
-        DeletedDate: epochSeconds(secret.deletedDate),
-        Tags: wireTags(secret),
+        ...secretMetadata(secret),
         SecretVersionsToStages: versionIdsToStages(secret),
-        CreatedDate: epochSeconds(secret.createdDate),
       })),
       NextToken:
         nextOffset < matching.length
@@ -866,25 +550,15 @@ function createOperations(
     };
   });
 
-  operations.set('TagResource', async (members) => {
-    const secretId = requiredSecretId(members);
-    const tags = members.optionalTags('Tags');
-    if (tags === undefined) throw modelValidationError('Tags', 'Member must not be null', true);
-    return store.mutate(secretId, async (secret) => {
-      if (store.isScheduledForDeletion(secret)) throw markedForDeletion();
-      const byKey = new Map(secret.tags.map((tag) => [tag.key, tag]));
-      for (const tag of tags) byKey.set(tag.key, tag);
-      if (byKey.size > 50) {
-        throw new SecretsManagerError('LimitExceededException', 'A secret can have at most 50 tags.');
-      }
-      secret.tags = [...byKey.values()];
-      secret.lastChangedDate = now();
-      await store.write(secret);
-      return {};
-    });
-  });
-
-  return operations;
+  return new Map([
+    ['CreateSecret', createSecret],
+    ['GetSecretValue', getSecretValue],
+    ['PutSecretValue', putSecretValue],
+    ['DescribeSecret', describeSecret],
+    ['DeleteSecret', deleteSecret],
+    ['RestoreSecret', restoreSecret],
+    ['ListSecrets', listSecrets],
+  ]);
 }
 
 /**
@@ -894,28 +568,13 @@ function createOperations(
 export async function startSecretsManagerServer(
   options: SecretsManagerServerOptions,
 ): Promise<RunningSecretsManagerServer> {
-  const region = options.region ?? 'us-east-1';
-  const accountId = options.accountId ?? '000000000000';
-  const now = options.now ?? Date.now;
-  const arnPrefix = `arn:aws:secretsmanager:${region}:${accountId}:secret:`;
-  const secretsDirectory = path.join(options.dataDir, 'secrets');
-  await mkdir(secretsDirectory, { recursive: true, mode: 0o700 });
-  // mkdir's mode applies only when it creates the directory; the values inside must stay private either way.
-  await chmod(secretsDirectory, 0o700);
-
-  const store = new SecretFileStore(secretsDirectory, now, arnPrefix);
-  const operations = createOperations(store, now, arnPrefix);
-
-  return startAwsJsonServer({
+  return startLocalAwsServer(options, {
+    arnService: 'secretsmanager',
+    directoryName: 'secrets',
     targetPrefix: 'secretsmanager',
-    // The parsing of members stays per service: their types and constraints are the service model's.
-    operations: new Map(
-      [...operations].map(([name, operation]) => [name, (body) => operation(new RequestMembers(body))]),
-    ),
+    operations: createOperations,
     logName: 'secrets-manager-server',
     internalError: { errorType: 'InternalServiceError', message: 'An error occurred on the server side.' },
     capitalizedMessageErrorTypes: MODELED_ERROR_TYPES,
-    host: options.host,
-    port: options.port,
   });
 }

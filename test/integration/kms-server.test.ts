@@ -8,7 +8,6 @@ import {
   CreateKeyCommand,
   DecryptCommand,
   DescribeKeyCommand,
-  EncryptCommand,
   GenerateDataKeyCommand,
   IncorrectKeyException,
   InvalidAliasNameException,
@@ -122,33 +121,50 @@ describe('local KMS server', () => {
     // Prepare
     const { client } = await startServer();
     const { arn } = await createKey(client);
-    const { CiphertextBlob } = await client.send(
-      new EncryptCommand({
-        KeyId: arn,
-        Plaintext: Buffer.from('token'),
-        EncryptionContext: { a: '1', b: '2' },
-      }),
+    const dataKey = await client.send(
+      new GenerateDataKeyCommand({ KeyId: arn, KeySpec: 'AES_256', EncryptionContext: { a: '1', b: '2' } }),
     );
 
     // Act
     const decrypted = await client.send(
-      new DecryptCommand({ CiphertextBlob, EncryptionContext: { b: '2', a: '1' } }),
+      new DecryptCommand({ CiphertextBlob: dataKey.CiphertextBlob, EncryptionContext: { b: '2', a: '1' } }),
     );
 
     // Assess
-    expect(Buffer.from(decrypted.Plaintext as Uint8Array).toString('utf8')).toBe('token');
+    expect(Buffer.from(decrypted.Plaintext as Uint8Array)).toEqual(
+      Buffer.from(dataKey.Plaintext as Uint8Array),
+    );
   });
 
-  it('generates a data key of NumberOfBytes bytes', async () => {
+  it('refuses a member it does not implement with UnsupportedOperationException naming the member', async () => {
     // Prepare
     const { client } = await startServer();
     const { arn } = await createKey(client);
 
     // Act
-    const dataKey = await client.send(new GenerateDataKeyCommand({ KeyId: arn, NumberOfBytes: 64 }));
+    const generation = client.send(new GenerateDataKeyCommand({ KeyId: arn, NumberOfBytes: 64 }));
+    const dryRun = client.send(new GenerateDataKeyCommand({ KeyId: arn, KeySpec: 'AES_256', DryRun: true }));
 
     // Assess
-    expect(dataKey.Plaintext).toHaveLength(64);
+    await expect(generation).rejects.toMatchObject({
+      name: 'UnsupportedOperationException',
+      message: 'NumberOfBytes is not supported by this local server.',
+    });
+    await expect(dryRun).rejects.toMatchObject({
+      name: 'UnsupportedOperationException',
+      message: 'DryRun is not supported by this local server.',
+    });
+  });
+
+  it('refuses an asymmetric key with UnsupportedOperationException', async () => {
+    // Prepare
+    const { client } = await startServer();
+
+    // Act
+    const creation = client.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }));
+
+    // Assess
+    await expect(creation).rejects.toMatchObject({ name: 'UnsupportedOperationException' });
   });
 
   it('refuses to decrypt under a different encryption context with InvalidCiphertextException', async () => {
@@ -277,17 +293,19 @@ describe('local KMS server', () => {
     const { client } = await startServer();
     const { keyId, arn } = await createKey(client);
     await client.send(new CreateAliasCommand({ AliasName: LOCAL_KMS_KEY_ALIAS, TargetKeyId: keyId }));
-    const encrypted = await client.send(
-      new EncryptCommand({ KeyId: LOCAL_KMS_KEY_ALIAS, Plaintext: Buffer.from('access-token') }),
+    const dataKey = await client.send(
+      new GenerateDataKeyCommand({ KeyId: LOCAL_KMS_KEY_ALIAS, KeySpec: 'AES_256' }),
     );
 
     // Act
-    const decrypted = await client.send(new DecryptCommand({ CiphertextBlob: encrypted.CiphertextBlob }));
+    const decrypted = await client.send(new DecryptCommand({ CiphertextBlob: dataKey.CiphertextBlob }));
 
     // Assess
-    expect(encrypted.KeyId).toBe(arn);
+    expect(dataKey.KeyId).toBe(arn);
     expect(decrypted.KeyId).toBe(arn);
-    expect(Buffer.from(decrypted.Plaintext as Uint8Array).toString('utf8')).toBe('access-token');
+    expect(Buffer.from(decrypted.Plaintext as Uint8Array)).toEqual(
+      Buffer.from(dataKey.Plaintext as Uint8Array),
+    );
   });
 
   it('decrypts when the request names the ciphertext key by its alias', async () => {
@@ -324,7 +342,7 @@ describe('local KMS server', () => {
     const first = await createKey(client);
     const second = await createKey(client);
     const { CiphertextBlob } = await client.send(
-      new EncryptCommand({ KeyId: first.arn, Plaintext: Buffer.from('access-token') }),
+      new GenerateDataKeyCommand({ KeyId: first.arn, KeySpec: 'AES_256' }),
     );
 
     // Act
@@ -496,8 +514,8 @@ describe('local KMS server', () => {
     // Act
     const response = await fetch(server.url, {
       method: 'POST',
-      headers: { 'X-Amz-Target': 'TrentService.Encrypt', 'Content-Type': 'application/x-amz-json-1.1' },
-      body: '{"KeyId":"alias/token-broker-local","Plaintext":"ZG8tbm90LWVjaG8tdGhpcw=="',
+      headers: { 'X-Amz-Target': 'TrentService.Decrypt', 'Content-Type': 'application/x-amz-json-1.1' },
+      body: '{"KeyId":"alias/token-broker-local","CiphertextBlob":"ZG8tbm90LWVjaG8tdGhpcw=="',
     });
 
     // Assess

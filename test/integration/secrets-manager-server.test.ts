@@ -14,7 +14,6 @@ import {
   ResourceNotFoundException,
   RestoreSecretCommand,
   SecretsManagerClient,
-  TagResourceCommand,
 } from '@aws-sdk/client-secrets-manager';
 import {
   type RunningSecretsManagerServer,
@@ -150,12 +149,13 @@ describe('local Secrets Manager server', () => {
 
     // Assess
     const current = await client.send(new GetSecretValueCommand({ SecretId: 'billing' }));
-    const previous = await client.send(
-      new GetSecretValueCommand({ SecretId: 'billing', VersionStage: 'AWSPREVIOUS' }),
-    );
+    const described = await client.send(new DescribeSecretCommand({ SecretId: 'billing' }));
     expect(put.VersionStages).toEqual(['AWSCURRENT']);
     expect(current).toMatchObject({ SecretString: 'second-value', VersionId: put.VersionId });
-    expect(previous).toMatchObject({ SecretString: 'first-value', VersionId: created.VersionId });
+    expect(described.VersionIdsToStages).toEqual({
+      [created.VersionId as string]: ['AWSPREVIOUS'],
+      [put.VersionId as string]: ['AWSCURRENT'],
+    });
   });
 
   it('treats a retried PutSecretValue with the same ClientRequestToken as one version', async () => {
@@ -181,10 +181,10 @@ describe('local Secrets Manager server', () => {
     );
 
     // Assess
-    const previous = await client.send(
-      new GetSecretValueCommand({ SecretId: 'billing', VersionStage: 'AWSPREVIOUS' }),
-    );
-    expect(previous.SecretString).toBe('first-value');
+    const described = await client.send(new DescribeSecretCommand({ SecretId: 'billing' }));
+    const current = await client.send(new GetSecretValueCommand({ SecretId: 'billing' }));
+    expect(Object.values(described.VersionIdsToStages ?? {})).toHaveLength(2);
+    expect(current).toMatchObject({ SecretString: 'second-value', VersionId: token });
   });
 
   it('refuses to read a secret scheduled for deletion with InvalidRequestException', async () => {
@@ -383,24 +383,24 @@ describe('local Secrets Manager server', () => {
     await expect(creation).rejects.toMatchObject({ name: 'ValidationException' });
   });
 
-  it('lists the secrets whose names start with a name filter, without those scheduled for deletion', async () => {
+  it('lists the secrets in order of creation, page by page, without those scheduled for deletion', async () => {
     // Prepare
-    const { client } = await startServer();
-    for (const name of ['services/billing', 'services/orders', 'services/retired', 'other/billing']) {
+    let now = Date.UTC(2026, 0, 1);
+    const { client } = await startServer({ now: () => now });
+    for (const name of ['services/billing', 'services/retired', 'services/orders', 'other/billing']) {
       await client.send(new CreateSecretCommand({ Name: name, SecretString: 'value' }));
+      now += 1000;
     }
     await client.send(new DeleteSecretCommand({ SecretId: 'services/retired' }));
 
     // Act
-    const listed = await client.send(
-      new ListSecretsCommand({ Filters: [{ Key: 'name', Values: ['services/'] }] }),
-    );
+    const first = await client.send(new ListSecretsCommand({ MaxResults: 2 }));
+    const second = await client.send(new ListSecretsCommand({ MaxResults: 2, NextToken: first.NextToken }));
 
     // Assess
-    expect(listed.SecretList?.map((secret) => secret.Name).sort()).toEqual([
-      'services/billing',
-      'services/orders',
-    ]);
+    expect(first.SecretList?.map((secret) => secret.Name)).toEqual(['services/billing', 'services/orders']);
+    expect(second.SecretList?.map((secret) => secret.Name)).toEqual(['other/billing']);
+    expect(second.NextToken).toBeUndefined();
   });
 
   it('lists secrets scheduled for deletion when IncludePlannedDeletion is set', async () => {
@@ -417,36 +417,56 @@ describe('local Secrets Manager server', () => {
     expect(listed.SecretList?.[0]?.DeletedDate).toBeInstanceOf(Date);
   });
 
-  it('adds tags to a secret, replacing the value of an existing key', async () => {
+  it('describes a secret with the tags, KMS key and description it was created with', async () => {
     // Prepare
     const { client } = await startServer();
     await client.send(
       new CreateSecretCommand({
         Name: 'billing',
         SecretString: 'value',
+        Description: 'Entra client credential',
         KmsKeyId: 'alias/token-broker',
-        Tags: [{ Key: 'service', Value: 'billing' }],
-      }),
-    );
-
-    // Act
-    await client.send(
-      new TagResourceCommand({
-        SecretId: 'billing',
         Tags: [
-          { Key: 'service', Value: 'billing-v2' },
+          { Key: 'token-broker:service', Value: 'billing' },
           { Key: 'owner', Value: 'platform' },
         ],
       }),
     );
 
-    // Assess
+    // Act
     const described = await client.send(new DescribeSecretCommand({ SecretId: 'billing' }));
-    expect(described.Tags).toEqual([
-      { Key: 'service', Value: 'billing-v2' },
-      { Key: 'owner', Value: 'platform' },
-    ]);
-    expect(described.KmsKeyId).toBe('alias/token-broker');
+
+    // Assess
+    expect(described).toMatchObject({
+      Description: 'Entra client credential',
+      KmsKeyId: 'alias/token-broker',
+      Tags: [
+        { Key: 'token-broker:service', Value: 'billing' },
+        { Key: 'owner', Value: 'platform' },
+      ],
+    });
+  });
+
+  it('refuses a member it does not implement, naming the member and never a value', async () => {
+    // Prepare
+    const { client } = await startServer();
+    await client.send(new CreateSecretCommand({ Name: 'billing', SecretString: 'value' }));
+
+    // Act
+    const read = client.send(new GetSecretValueCommand({ SecretId: 'billing', VersionStage: 'AWSPREVIOUS' }));
+    const binary = client.send(
+      new CreateSecretCommand({ Name: 'orders', SecretBinary: Buffer.from('binary-secret-value') }),
+    );
+
+    // Assess
+    await expect(read).rejects.toMatchObject({
+      name: 'InvalidRequestException',
+      message: 'VersionStage is not supported by this local server.',
+    });
+    await expect(binary).rejects.toMatchObject({
+      name: 'InvalidRequestException',
+      message: 'SecretBinary is not supported by this local server.',
+    });
   });
 
   it('answers an unknown operation with UnknownOperationException', async () => {
