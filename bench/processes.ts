@@ -55,7 +55,11 @@ export interface BrokerProcess {
   child: ChildProcess;
 }
 
-/** Starts one broker with `env` added to this process's environment; its output goes to `logFile`. */
+/**
+ * Starts one broker with `env` added to this process's environment; its output goes to `logFile`. It runs in one
+ * node process (tsx as an import hook rather than the tsx CLI, which would run the server in a grandchild) with an
+ * IPC channel to the probe of bench/cpu-probe.ts, for {@link cpuMsOf}.
+ */
 export function spawnBroker(port: number, env: Record<string, string>, logFile: string): BrokerProcess {
   const fd = openSync(logFile, 'a');
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' };
@@ -63,11 +67,11 @@ export function spawnBroker(port: number, env: Record<string, string>, logFile: 
   for (const name of Object.keys(childEnv)) {
     if (name.startsWith('AZURE_AD_') || name === 'AWS_ENDPOINT_URL_SECRETS_MANAGER') delete childEnv[name];
   }
-  const child = spawn('node_modules/.bin/tsx', ['local/server.ts'], {
-    env: childEnv,
-    stdio: ['ignore', fd, fd],
-    detached: true,
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', './bench/cpu-probe.ts', 'local/server.ts'],
+    { env: childEnv, stdio: ['ignore', fd, fd, 'ipc'], detached: true },
+  );
   closeSync(fd);
   const broker = { port, url: `http://127.0.0.1:${port}`, child };
   onCleanup(`broker on port ${port}`, () => stopGroup(child));
@@ -87,4 +91,23 @@ export async function waitUntilServing(broker: BrokerProcess, timeoutMs = 60_000
     }
   }
   throw new Error(`broker on port ${broker.port} did not start within ${timeoutMs} ms`);
+}
+
+/** CPU time (user + system, ms) the broker process has used so far, as its own `process.cpuUsage()` reports. */
+export function cpuMsOf(broker: BrokerProcess, timeoutMs = 10_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      broker.child.off('message', onMessage);
+      reject(new Error(`broker on port ${broker.port} did not report its CPU usage`));
+    }, timeoutMs);
+    const onMessage = (message: unknown) => {
+      const usage = (message as { cpuUsage?: NodeJS.CpuUsage } | null)?.cpuUsage;
+      if (!usage) return;
+      clearTimeout(timer);
+      broker.child.off('message', onMessage);
+      resolve((usage.user + usage.system) / 1000);
+    };
+    broker.child.on('message', onMessage);
+    broker.child.send('cpu-usage');
+  });
 }

@@ -1,4 +1,5 @@
 /** The benchmark's markdown report. */
+import type { ColdStartResult } from './cold-start';
 import type { Outcome, RunRecord } from './load';
 import { type LatencySummary, summarize } from './stats';
 
@@ -9,6 +10,8 @@ export interface BenchConfig {
   brokers: number;
   baselineSeconds: number;
   floorSeconds: number;
+  unloadedSeconds: number;
+  coldRuns: number;
   entraLatencyMs: number;
   tokenLifetimeS: number;
   refreshInS: number;
@@ -75,6 +78,22 @@ export function markdownTable(rows: ReportRow[], config: BenchConfig): string {
       entra === undefined ? '' : (entra / Math.max(1, r.seconds / config.refreshInS)).toFixed(2);
     lines.push(
       `| ${r.run} | ${r.requests} | ${r.errors} | ${entra ?? ''} | ${perLifetime} | ${perWindow} | ${r.throughput.toFixed(0)} | ${ms(r.latency.p50)} | ${ms(r.latency.p95)} | ${ms(r.latency.p99)} | ${ms(r.latency.max)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** The cold-start measurements: bundle size and median module load of each variant. */
+export function coldStartTable(cold: ColdStartResult): string {
+  const lines = [
+    `Module load (require + construction) in fresh ${cold.node} processes, median of ${cold.runs}:`,
+    '',
+    '| Bundle | Bytes | Load (ms) | Load CPU (ms) | vs reference |',
+    '|---|---:|---:|---:|---:|',
+  ];
+  for (const v of [cold.reference, cold.tokenSourceMaps, cold.tokenPlain]) {
+    lines.push(
+      `| ${v.name} | ${v.bytes.toLocaleString('en')} | ${v.ms.toFixed(0)} | ${v.cpuMs.toFixed(0)} | ${(v.ms / cold.reference.ms).toFixed(2)}x |`,
     );
   }
   return lines.join('\n');

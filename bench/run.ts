@@ -1,18 +1,23 @@
 /**
  * `npm run bench`: how rarely Entra is asked, and what a cache hit costs, under load.
  *
- * Starts DynamoDB Local, the Entra emulator (in process, fixed latency, short token lifetimes with refresh_in),
+ * First measures the token handler's cold start against a reference handler on Node 24 (bench/cold-start.ts).
+ * Then starts DynamoDB Local, the Entra emulator (in process, fixed latency, short token lifetimes with refresh_in),
  * and K broker processes in local mode (`tsx local/server.ts`) sharing the DynamoDB endpoint, the tables and the
  * Secrets Manager data dir, like K Lambda instances share one account. Then:
  * 0. cold burst: each of the C clients sends one GET at the same moment (single flight across brokers), then a
  *    short warm-up of the same load;
- * 1. cached run: C keep-alive clients, round-robin over the brokers, GET a token for T seconds;
- * 2. floor: the same concurrency of bare DynamoDB GetItem calls on the cached token's item;
- * 3. baseline: the same load with POST, which skips the cache and asks Entra.
+ * 1. unloaded: one client against one broker for BENCH_UNLOADED_SECONDS, then one caller of bare GetItem on the
+ *    same endpoint for as long;
+ * 2. cached run: C keep-alive clients, round-robin over the brokers, GET a token for T seconds;
+ * 3. floor: the same concurrency of bare DynamoDB GetItem calls on the cached token's item;
+ * 4. baseline: the same load with POST, which skips the cache and asks Entra.
+ * Each broker reports its own CPU time (bench/cpu-probe.ts), so CPU per hit excludes DynamoDB Local and the load
+ * generator. The five goals of issue 15 are printed with their targets (bench/goals.ts).
  * Writes bench/results/latest.md and bench/results/latency.svg. Everything listens on 127.0.0.1 only.
  *
  * Environment: BENCH_SECONDS (60), BENCH_WARMUP_SECONDS (3), BENCH_CONCURRENCY (64), BENCH_BROKERS (4), BENCH_BASELINE_SECONDS (10),
- * BENCH_FLOOR_SECONDS (10), BENCH_ENTRA_LATENCY_MS (150), BENCH_TOKEN_LIFETIME_S (90), BENCH_REFRESH_IN_S (10);
+ * BENCH_FLOOR_SECONDS (10), BENCH_UNLOADED_SECONDS (10), BENCH_COLD_RUNS (11), BENCH_ENTRA_LATENCY_MS (150), BENCH_TOKEN_LIFETIME_S (90), BENCH_REFRESH_IN_S (10);
  * BENCH_KEEP_LOGS=1 keeps the brokers' logs (and the shared data dir) instead of deleting them.
  */
 import { randomUUID } from 'node:crypto';
@@ -21,13 +26,17 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { TOKEN_FUNCTION_SOURCE_MAPS } from '../infra/token-broker';
 import { TOKEN_CACHE_TABLE } from '../lib/tables';
+import { cacheSortKey } from '../lib/token-cache';
 import { ensureTables } from '../local/tables';
 import { EntraEmulator } from '../test/fixtures/entra-emulator';
 import { latencyChart, type MarkerKind } from './chart';
+import { measureColdStart } from './cold-start';
+import { goalsOf, goalsTable } from './goals';
 import { BrokerClient, drive, type Outcome, type RunRecord } from './load';
-import { cleanup, onCleanup, spawnBroker, waitUntilServing } from './processes';
-import { type BenchConfig, markdownTable, type ReportRow, rowsOf } from './report';
+import { type BrokerProcess, cleanup, cpuMsOf, onCleanup, spawnBroker, waitUntilServing } from './processes';
+import { type BenchConfig, coldStartTable, markdownTable, type ReportRow, rowsOf } from './report';
 import { buckets, summarize } from './stats';
 
 const ROOT = process.cwd();
@@ -55,6 +64,8 @@ function readConfig(): BenchConfig {
     brokers: intEnv('BENCH_BROKERS', 4, 1, 32),
     baselineSeconds: intEnv('BENCH_BASELINE_SECONDS', 10, 1, 600),
     floorSeconds: intEnv('BENCH_FLOOR_SECONDS', 10, 1, 600),
+    unloadedSeconds: intEnv('BENCH_UNLOADED_SECONDS', 10, 1, 600),
+    coldRuns: intEnv('BENCH_COLD_RUNS', 11, 1, 101),
     entraLatencyMs: intEnv('BENCH_ENTRA_LATENCY_MS', 150, 0, 10_000),
     tokenLifetimeS: intEnv('BENCH_TOKEN_LIFETIME_S', 90, 61, 86_400),
     refreshInS: intEnv('BENCH_REFRESH_IN_S', 10, 1, 86_400),
@@ -86,7 +97,10 @@ async function main(): Promise<void> {
     .loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
-  const totalBudgetMs = (config.seconds + config.baselineSeconds + config.floorSeconds) * 1000 + 240_000; // plus start and stop
+  const totalBudgetMs =
+    (config.seconds + config.baselineSeconds + config.floorSeconds + 2 * config.unloadedSeconds) * 1000 +
+    config.coldRuns * 3 * 5_000 +
+    240_000; // plus start and stop
   const watchdog = setTimeout(() => {
     log(`giving up after ${totalBudgetMs} ms`);
     void cleanup().then(() => process.exit(1));
@@ -101,6 +115,10 @@ async function main(): Promise<void> {
 
   // The Lambda runtime is nodejs24.x; a number measured on another Node says so (`npm run node24 -- npm run bench`).
   log(`Node ${process.version} (${process.execPath})`);
+  // Before any server starts, so that the cold-start figures share the machine with nothing of the benchmark.
+  log(`cold start: token handler and reference handler, ${config.coldRuns} fresh processes each`);
+  const cold = await measureColdStart(ROOT, config.coldRuns);
+
   log('starting DynamoDB Local');
   const { startDynamoDbLocal, freePort } = await loadDynamoDbLocalFixture();
   const ddb = await startDynamoDbLocal();
@@ -128,7 +146,7 @@ async function main(): Promise<void> {
   log(`starting ${config.brokers} brokers (logs in ${work})`);
   const dataDir = path.join(work, 'data');
   mkdirSync(dataDir, { mode: 0o700 });
-  const brokers = [];
+  const brokers: BrokerProcess[] = [];
   for (let i = 0; i < config.brokers; i++) {
     brokers.push(
       spawnBroker(
@@ -253,51 +271,82 @@ async function main(): Promise<void> {
     );
   }
 
-  const cachedEntraFrom = emulator.requests.length;
-  const cached = await measured(`cached run: GET, ${config.concurrency} clients, ${config.seconds} s`, () =>
-    drive({
-      concurrency: config.concurrency,
-      seconds: config.seconds,
+  /** Bare GetItem calls on the cached token's item: C callers for `seconds`, over their own keep-alive sockets. */
+  const getItemLoop = (concurrency: number, seconds: number) => {
+    // Enough keep-alive sockets for every caller, so the loop measures DynamoDB Local, not a socket queue.
+    const client = new DynamoDBClient({
+      endpoint: ddb.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      requestHandler: { httpAgent: new http.Agent({ keepAlive: true, maxSockets: concurrency }) },
+    });
+    onCleanup('GetItem loop client', async () => client.destroy());
+    const Key = {
+      [TOKEN_CACHE_TABLE.partitionKey]: { S: SERVICE },
+      [TOKEN_CACHE_TABLE.sortKey]: { S: cacheSortKey({ service: SERVICE, version, scope: SCOPE }) },
+    };
+    return drive({
+      concurrency,
+      seconds,
       maxRequests: MAX_REQUESTS,
-      call: overBrokers('GET'),
-    }),
+      call: async () => {
+        const out = await client.send(
+          new GetItemCommand({ TableName: tables.tokenCacheTable, Key, ConsistentRead: true }),
+        );
+        return { status: out.Item ? 200 : 404, tag: 0 };
+      },
+    });
+  };
+  /** CPU the brokers used (ms, their own process.cpuUsage()) while `run` ran. */
+  async function brokerCpu<T>(
+    which: BrokerProcess[],
+    run: () => Promise<T>,
+  ): Promise<{ result: T; cpuMs: number }> {
+    const before = await Promise.all(which.map((b) => cpuMsOf(b)));
+    const result = await run();
+    const after = await Promise.all(which.map((b) => cpuMsOf(b)));
+    return { result, cpuMs: after.reduce((sum, ms, i) => sum + ms - (before[i] as number), 0) };
+  }
+
+  // Unloaded: one client against one broker (the others idle), then one bare GetItem caller, as long each.
+  const unloadedFrom = emulator.requests.length;
+  const unloadedHits = await brokerCpu([brokers[0] as BrokerProcess], () =>
+    measured(`unloaded: GET, 1 client, 1 broker, ${config.unloadedSeconds} s`, () =>
+      drive({
+        concurrency: 1,
+        seconds: config.unloadedSeconds,
+        maxRequests: MAX_REQUESTS,
+        call: overBrokers('GET'),
+      }),
+    ),
+  );
+  const unloadedGetItem = await measured(
+    `unloaded: bare GetItem, 1 caller, ${config.unloadedSeconds} s`,
+    () => getItemLoop(1, config.unloadedSeconds),
   );
 
-  // Enough keep-alive sockets for every caller, so the floor measures DynamoDB Local, not a socket queue.
-  const floorClient = new DynamoDBClient({
-    endpoint: ddb.endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    requestHandler: { httpAgent: new http.Agent({ keepAlive: true, maxSockets: config.concurrency }) },
-  });
-  onCleanup('floor DynamoDB client', async () => floorClient.destroy());
+  const cachedEntraFrom = emulator.requests.length;
+  const cachedRun = await brokerCpu(brokers, () =>
+    measured(`cached run: GET, ${config.concurrency} clients, ${config.seconds} s`, () =>
+      drive({
+        concurrency: config.concurrency,
+        seconds: config.seconds,
+        maxRequests: MAX_REQUESTS,
+        call: overBrokers('GET'),
+      }),
+    ),
+  );
+  const cached = cachedRun.result;
+  const unloadedOutcomes = outcomesOf(unloadedHits.result.record);
   const cachedOutcomes = outcomesOf(cached.record);
   const coldOutcomes = outcomesOf(coldBurst.record);
   const entraTimes = emulator.requests.map((r) => r.at);
-  if (emulator.issuedTokens.length < emulator.requests.length - cachedEntraFrom) {
+  if (emulator.issuedTokens.length < emulator.requests.length - Math.min(cachedEntraFrom, unloadedFrom)) {
     log('warning: more tokens were issued than the emulator keeps; hits and misses cannot be told apart');
   }
   const floor = await measured(
     `floor: bare GetItem, ${config.concurrency} callers, ${config.floorSeconds} s`,
-    () =>
-      drive({
-        concurrency: config.concurrency,
-        seconds: config.floorSeconds,
-        maxRequests: MAX_REQUESTS,
-        call: async () => {
-          const out = await floorClient.send(
-            new GetItemCommand({
-              TableName: tables.tokenCacheTable,
-              Key: {
-                [TOKEN_CACHE_TABLE.partitionKey]: { S: SERVICE },
-                [TOKEN_CACHE_TABLE.sortKey]: { S: `${version}#${SCOPE}` },
-              },
-              ConsistentRead: true,
-            }),
-          );
-          return { status: out.Item ? 200 : 404, tag: 0 };
-        },
-      }),
+    () => getItemLoop(config.concurrency, config.floorSeconds),
   );
 
   const baseline = await measured(
@@ -313,6 +362,20 @@ async function main(): Promise<void> {
 
   // Report.
   const rows: ReportRow[] = [
+    ...rowsOf(
+      'Unloaded GET (C=1, K=1)',
+      unloadedHits.result.record,
+      unloadedOutcomes,
+      unloadedHits.result.entraRequests,
+      false,
+    ),
+    ...rowsOf(
+      'Unloaded bare GetItem (C=1)',
+      unloadedGetItem.record,
+      unloadedGetItem.record.status.map((st) => (st === 200 ? 'hit' : 'error')),
+      undefined,
+      false,
+    ),
     ...rowsOf(`Cached GET (K=${config.brokers})`, cached.record, cachedOutcomes, cached.entraRequests, true),
     ...rowsOf(
       'Baseline POST (cache bypassed)',
@@ -329,13 +392,33 @@ async function main(): Promise<void> {
       false,
     ),
   ];
-  const hits = rows[1]?.latency;
-  const floorLatency = rows.at(-1)?.latency;
-  const p99Gap = (hits?.p99 ?? Number.NaN) - (floorLatency?.p99 ?? Number.NaN);
   const table = markdownTable(rows, config);
   const cachedS = cached.record.durationMs / 1000;
+  const unloadedRequests = unloadedHits.result.record.t.length;
+  const goals = goalsTable(
+    goalsOf({
+      cold,
+      deployedWithSourceMaps: TOKEN_FUNCTION_SOURCE_MAPS,
+      unloaded: {
+        hits: summarize(unloadedHits.result.record.latencyMs),
+        getItem: summarize(unloadedGetItem.record.latencyMs),
+        brokerCpuMsPerRequest: unloadedHits.cpuMs / Math.max(1, unloadedRequests),
+        misses: unloadedOutcomes.filter((o) => o === 'miss').length,
+      },
+      loaded: {
+        brokers: config.brokers,
+        concurrency: config.concurrency,
+        throughput: cached.record.t.length / cachedS,
+        getItemThroughput: floor.record.t.length / (floor.record.durationMs / 1000),
+        brokerCpuMsPerRequest: cachedRun.cpuMs / Math.max(1, cached.record.t.length),
+        misses: cachedOutcomes.filter((o) => o === 'miss').length,
+        errors: cachedOutcomes.filter((o) => o === 'error').length,
+        entraRequests: cached.entraRequests,
+        refreshWindows: cachedS / config.refreshInS,
+      },
+    }),
+  );
   const summary = [
-    `- p99 of a cache hit − p99 of a bare GetItem: **${p99Gap.toFixed(2)} ms** (target ≤ 2 ms: ${p99Gap <= 2 ? 'met' : 'not met'}).`,
     `- Entra requests in the cached run: **${cached.entraRequests}**; the token was already cached (cold burst and warm-up), so one refresh per refresh window would be ${(cachedS / config.refreshInS).toFixed(1)}.`,
     `- Cold burst before the run: ${config.concurrency} simultaneous GETs over ${config.brokers} brokers → **${coldBurst.entraRequests}** Entra request(s), ${coldOutcomes.filter((o) => o === 'miss').length} misses, ${coldOutcomes.filter((o) => o === 'error').length} errors, p99 ${summarize(coldBurst.record.latencyMs).p99.toFixed(0)} ms.`,
     '- A miss waited for Entra: it got a token that Entra issued after the request started, from a fetch made because no servable token existed. Requests answered with a token written by a refresh-ahead count as hits. Entra counts are the emulator’s own.',
@@ -348,7 +431,8 @@ async function main(): Promise<void> {
     `${new Date().toISOString()} · load average before the run ${loadBefore} · K=${config.brokers} broker processes (local mode), C=${config.concurrency} keep-alive clients (closed loop, round-robin), cached run ${config.seconds} s, baseline ${config.baselineSeconds} s, floor ${config.floorSeconds} s · DynamoDB Local · Entra emulator: latency ${config.entraLatencyMs} ms, token lifetime ${config.tokenLifetimeS} s, refresh_in ${config.refreshInS} s · ${os.cpus().length} CPUs, Node ${process.version}, everything on one host.`,
     '',
   ].join('\n');
-  const markdown = `${header}\n${table}\n\n${summary}\n\n![latency over time](latency.svg)\n`;
+  const coldTable = coldStartTable(cold);
+  const markdown = `${header}\n## Goals (issue 15)\n\n${goals}\n\n## Cold start\n\n${coldTable}\n\n## Runs\n\n${table}\n\n${summary}\n\n![latency over time](latency.svg)\n`;
 
   const bucketS = Math.max(0.25, cachedS / 120);
   const markers: Array<{ atS: number; kind: MarkerKind }> = [];
@@ -385,7 +469,7 @@ async function main(): Promise<void> {
   writeFileSync(path.join(RESULTS, 'latest.md'), markdown);
   writeFileSync(path.join(RESULTS, 'latency.svg'), svg);
   process.stdout.write(
-    `\n${table}\n\n${summary}\n\nWritten: bench/results/latest.md, bench/results/latency.svg\n`,
+    `\n${goals}\n\n${coldTable}\n\n${table}\n\n${summary}\n\nWritten: bench/results/latest.md, bench/results/latency.svg\n`,
   );
 }
 

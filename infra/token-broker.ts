@@ -61,6 +61,12 @@ export const LAMBDA_BUNDLING: nodejs.BundlingOptions = {
   logLevel: nodejs.LogLevel.WARNING,
 };
 
+/**
+ * Whether the functions start with `--enable-source-maps` (stack traces point into the TypeScript sources instead
+ * of the minified bundle). The benchmark measures the token handler's cold start both ways (bench/cold-start.ts).
+ */
+export const TOKEN_FUNCTION_SOURCE_MAPS = true;
+
 /** The CloudWatch metric the handlers emit (EMF) each time Entra fails a token request. */
 export const ENTRA_FAILURES_METRIC = {
   namespace: METRICS_NAMESPACE,
@@ -454,8 +460,7 @@ export class TokenBroker extends Construct {
       TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS: String(entraRetryBudget.toMilliseconds()),
       POWERTOOLS_SERVICE_NAME: ENTRA_FAILURES_METRIC.service,
       POWERTOOLS_LOG_LEVEL: props.logLevel ?? 'INFO',
-      // Stack traces point into the TypeScript sources instead of the minified bundle.
-      NODE_OPTIONS: '--enable-source-maps',
+      ...(TOKEN_FUNCTION_SOURCE_MAPS ? { NODE_OPTIONS: '--enable-source-maps' } : {}),
     };
 
     this.tokenFunction = this.createFunction('token', {
