@@ -31,6 +31,12 @@ const EnvSchema = z.object({
   TOKEN_BROKER_REFRESH_FRACTION: z.coerce.number().gt(0).max(1).default(0.5),
   /** How long callers get Entra's refusal of a service without Entra being asked again. */
   TOKEN_BROKER_COOLDOWN_MS: z.coerce.number().int().min(0).max(600_000).default(30_000),
+  /**
+   * How long a token function instance serves a token from memory after the DynamoDB read behind it started
+   * (lib/token-memory.ts); also how long after a change any instance may still serve the old token. 0 turns the
+   * memory tier off.
+   */
+  TOKEN_BROKER_MEMORY_BOUND_MS: z.coerce.number().int().min(0).max(1000).default(1000),
 });
 
 export type BrokerEnvironment = z.infer<typeof EnvSchema>;

@@ -15,6 +15,7 @@ import { ServiceAdministration } from '../lib/service-admin';
 import { DynamoDbServiceRegistry } from '../lib/service-registry';
 import { DynamoDbTokenCache } from '../lib/token-cache';
 import { KmsEnvelopeEncryption } from '../lib/token-encryption';
+import { TokenMemory } from '../lib/token-memory';
 import { type BrokerEnvironment, readEnvironment } from './config';
 
 /**
@@ -30,6 +31,8 @@ export interface Runtime {
   /** Powertools Tracer (X-Ray); off outside Lambda or with POWERTOOLS_TRACE_ENABLED=false. */
   tracer: Tracer;
   flow: ClientCredentialsFlow;
+  /** The token function's way to the flow: a per-instance memory tier in front of it (lib/token-memory.ts). */
+  tokens: TokenMemory;
   admin: ServiceAdministration;
 }
 
@@ -72,29 +75,31 @@ export function createRuntime(): Runtime {
   });
   const authority = new AuthorityPolicy(env.TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS);
   const entra = new EntraTokenClient({ timeoutMs: env.TOKEN_BROKER_ENTRA_TIMEOUT_MS });
+  const flow = new ClientCredentialsFlow({
+    registry,
+    cache,
+    coordinator: new DynamoDbRefreshCoordinator({
+      client: dynamodb,
+      tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
+    }),
+    secrets,
+    entra,
+    authority,
+    logger,
+    metrics,
+    settings: {
+      refreshFraction: env.TOKEN_BROKER_REFRESH_FRACTION,
+      retryBudgetMs: env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS,
+      cooldownMs: env.TOKEN_BROKER_COOLDOWN_MS,
+    },
+  });
   return {
     env,
     logger,
     metrics: powertoolsMetrics,
     tracer,
-    flow: new ClientCredentialsFlow({
-      registry,
-      cache,
-      coordinator: new DynamoDbRefreshCoordinator({
-        client: dynamodb,
-        tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
-      }),
-      secrets,
-      entra,
-      authority,
-      logger,
-      metrics,
-      settings: {
-        refreshFraction: env.TOKEN_BROKER_REFRESH_FRACTION,
-        retryBudgetMs: env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS,
-        cooldownMs: env.TOKEN_BROKER_COOLDOWN_MS,
-      },
-    }),
+    flow,
+    tokens: new TokenMemory({ source: flow, boundMs: env.TOKEN_BROKER_MEMORY_BOUND_MS, metrics }),
     admin: new ServiceAdministration({
       registry,
       secrets,

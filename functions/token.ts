@@ -30,11 +30,11 @@ async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewa
   if (unknown.length > 0) throw new ValidationError(`unknown query parameter: ${unknown.join(', ')}`);
 
   if (event.httpMethod === 'DELETE') {
-    const removed = await runtime.flow.clearTokens(service);
+    const removed = await runtime.tokens.clearTokens(service);
     runtime.logger.info('audit: token cache cleared', { serviceName: service, removed });
     return jsonResponse(200, { success: true, message: 'Token cache cleared successfully.' });
   }
-  const result = await runtime.flow.getToken(service, {
+  const result = await runtime.tokens.getToken(service, {
     scope: query.scope,
     forceRefresh: event.httpMethod === 'POST',
     minTtlSeconds:
