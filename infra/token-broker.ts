@@ -62,10 +62,13 @@ export const LAMBDA_BUNDLING: nodejs.BundlingOptions = {
 };
 
 /**
- * Whether the functions start with `--enable-source-maps` (stack traces point into the TypeScript sources instead
- * of the minified bundle). The benchmark measures the token handler's cold start both ways (bench/cold-start.ts).
+ * Whether the functions start with `--enable-source-maps` (stack traces pointing into the TypeScript sources instead
+ * of the minified bundle). Off, by measurement (`npm run bench`, bench/cold-start.ts, Node 24): the flag makes Node
+ * read and parse the bundle's 1.8 MB source map at every cold start, about a quarter of the token handler's module
+ * load CPU, for stack traces that only 500s log. The maps are still built beside the bundles, so a logged stack can
+ * be mapped offline.
  */
-export const TOKEN_FUNCTION_SOURCE_MAPS = true;
+export const TOKEN_FUNCTION_SOURCE_MAPS = false;
 
 /** The CloudWatch metric the handlers emit (EMF) each time Entra fails a token request. */
 export const ENTRA_FAILURES_METRIC = {

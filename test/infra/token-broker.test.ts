@@ -267,7 +267,6 @@ describe('Lambda', () => {
         TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS: '12000',
         POWERTOOLS_SERVICE_NAME: 'token-broker',
         POWERTOOLS_LOG_LEVEL: 'INFO',
-        NODE_OPTIONS: '--enable-source-maps',
       });
     }
   });
