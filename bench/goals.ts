@@ -97,7 +97,7 @@ export function goalsOf(input: GoalInputs): Goal[] {
       measured:
         `${loaded.entraRequests} Entra requests in ${f(loaded.refreshWindows, 1)} refresh windows; misses ${loaded.misses} (K=${loaded.brokers}) and ${unloaded.misses} (C=1); errors ${loaded.errors}` +
         (input.invalidation
-          ? `; old token last served ${f(input.invalidation.worstMs, 0)} ms after ${input.invalidation.changes.join(', ')}`
+          ? `; old token last served ${f(input.invalidation.worstMs, 0)} ms after ${input.invalidation.changes.join(', ')} (PATCH, rotation, switch-off, deletion: test/integration/memory-bound.test.ts)`
           : ''),
       met: promises,
     },

@@ -29,11 +29,13 @@ import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { TOKEN_FUNCTION_SOURCE_MAPS } from '../infra/token-broker';
 import { TOKEN_CACHE_TABLE } from '../lib/tables';
 import { cacheSortKey } from '../lib/token-cache';
+import { DEFAULT_MEMORY_BOUND_MS } from '../lib/token-memory';
 import { ensureTables } from '../local/tables';
 import { EntraEmulator } from '../test/fixtures/entra-emulator';
 import { latencyChart, type MarkerKind } from './chart';
 import { measureColdStart } from './cold-start';
 import { goalsOf, goalsTable } from './goals';
+import { staleAfterDelete } from './invalidation';
 import { BrokerClient, drive, type Outcome, type RunRecord } from './load';
 import { type BrokerProcess, cleanup, cpuMsOf, onCleanup, spawnBroker, waitUntilServing } from './processes';
 import { type BenchConfig, coldStartTable, markdownTable, type ReportRow, rowsOf } from './report';
@@ -360,6 +362,11 @@ async function main(): Promise<void> {
       }),
   );
 
+  log(
+    'invalidation: DELETE of the cached tokens on one broker, every broker asked until it serves another token',
+  );
+  const staleMs = await staleAfterDelete(clients, tokenPath);
+
   // Report.
   const rows: ReportRow[] = [
     ...rowsOf(
@@ -415,6 +422,11 @@ async function main(): Promise<void> {
         errors: cachedOutcomes.filter((o) => o === 'error').length,
         entraRequests: cached.entraRequests,
         refreshWindows: cachedS / config.refreshInS,
+      },
+      invalidation: {
+        worstMs: staleMs,
+        boundMs: DEFAULT_MEMORY_BOUND_MS,
+        changes: [`a DELETE of the cached tokens on 1 of ${config.brokers} brokers`],
       },
     }),
   );

@@ -13,6 +13,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   CreateTableCommand,
   type CreateTableCommandInput,
@@ -25,6 +26,7 @@ import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { ENTRA_FAILURES_METRIC } from '../../infra/token-broker';
 import { type FunctionName, ROUTES } from '../../lib/routes';
+import { DEFAULT_MEMORY_BOUND_MS } from '../../lib/token-memory';
 import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from '../../local/kms-server';
 import { startSecretsManagerServer } from '../../local/secrets-manager-server';
 import { apiGatewayEvent, localLambdaContext } from '../fixtures/apigw-event';
@@ -416,6 +418,8 @@ describe('the bundles cdk deploy would upload, with the environment the template
 
   it('changes a service with If-Match, after which the token bundle asks Entra again', async () => {
     const changed = await invoke('admin', serviceEvent('PATCH', { 'If-Match': etag }, { label: 'Renamed' }));
+    // The token function's memory tier may serve what it read for up to the documented bound (lib/token-memory.ts).
+    await delay(DEFAULT_MEMORY_BOUND_MS + 50);
     const after = await invoke('token', tokenEvent('GET'));
 
     expect(changed.status).toBe(200);
@@ -447,6 +451,7 @@ describe('the bundles cdk deploy would upload, with the environment the template
 
   it('deletes a service, after which the token bundle no longer knows it', async () => {
     const deleted = await invoke('admin', serviceEvent('DELETE'));
+    await delay(DEFAULT_MEMORY_BOUND_MS + 50);
     const after = await invoke('token', tokenEvent('GET'));
 
     expect(deleted.status).toBe(200);
