@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The environment every Lambda handler reads once, at cold start. The CDK construct (infra/) sets these

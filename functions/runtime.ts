@@ -75,31 +75,29 @@ export function createRuntime(): Runtime {
   });
   const authority = new AuthorityPolicy(env.TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS);
   const entra = new EntraTokenClient({ timeoutMs: env.TOKEN_BROKER_ENTRA_TIMEOUT_MS });
-  const flow = new ClientCredentialsFlow({
-    registry,
-    cache,
-    coordinator: new DynamoDbRefreshCoordinator({
-      client: dynamodb,
-      tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
-    }),
-    secrets,
-    entra,
-    authority,
-    logger,
-    metrics,
-    settings: {
-      refreshFraction: env.TOKEN_BROKER_REFRESH_FRACTION,
-      retryBudgetMs: env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS,
-      cooldownMs: env.TOKEN_BROKER_COOLDOWN_MS,
-    },
-  });
-  return {
+  const runtime: Omit<Runtime, 'tokens'> = {
     env,
     logger,
     metrics: powertoolsMetrics,
     tracer,
-    flow,
-    tokens: new TokenMemory({ source: flow, boundMs: env.TOKEN_BROKER_MEMORY_BOUND_MS, metrics }),
+    flow: new ClientCredentialsFlow({
+      registry,
+      cache,
+      coordinator: new DynamoDbRefreshCoordinator({
+        client: dynamodb,
+        tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
+      }),
+      secrets,
+      entra,
+      authority,
+      logger,
+      metrics,
+      settings: {
+        refreshFraction: env.TOKEN_BROKER_REFRESH_FRACTION,
+        retryBudgetMs: env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS,
+        cooldownMs: env.TOKEN_BROKER_COOLDOWN_MS,
+      },
+    }),
     admin: new ServiceAdministration({
       registry,
       secrets,
@@ -112,5 +110,9 @@ export function createRuntime(): Runtime {
         env.TOKEN_BROKER_ALLOWED_SECRET_ARNS,
       ),
     }),
+  };
+  return {
+    ...runtime,
+    tokens: new TokenMemory({ source: runtime.flow, boundMs: env.TOKEN_BROKER_MEMORY_BOUND_MS, metrics }),
   };
 }

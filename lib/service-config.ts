@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { type DelegatedConfig, delegatedConfigShape } from './authorization-code/delegated-config';
 
 /**

@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type * as z from 'zod';
 import { ValidationError } from './errors';
 
 /** Renders a zod issue path as the dotted field name a caller sent, e.g. `config.client_id` or `resource[1].name`. */

@@ -4,7 +4,7 @@
  * identity policies; nothing in it is sent anywhere.
  */
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 import { type ExecuteApiRoute, routeMatches } from '../lib/execute-api-grants';
 
 /** API id and stage of local mode's execute-api ARNs (the same values its proxy events carry). */

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ServiceConfig } from '../service-config';
 
 /** Delegated scopes when a service names none. */
