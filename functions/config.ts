@@ -1,42 +1,116 @@
 import * as z from 'zod';
 
 /**
+ * What the README says about a variable: its meaning, and what applies when it is unset and has no default
+ * (`unset`). `npm run docs` writes the README's configuration table from these (local/readme-tables.ts), and a
+ * unit test fails when the table and the schema differ.
+ */
+type VariableDoc = { description: string; unset?: string };
+
+const doc = (description: string, unset?: string): VariableDoc => ({ description, unset });
+
+/**
  * The environment every Lambda handler reads once, at cold start. The CDK construct (infra/) sets these
  * variables from the resources it creates; local mode (local/server.ts) sets them for its embedded stores.
  * A missing or malformed variable fails the cold start loudly rather than the first request quietly.
  */
-const EnvSchema = z.object({
-  /** Name of the DynamoDB table holding service configurations. */
-  TOKEN_BROKER_SERVICES_TABLE: z.string().min(1),
-  /** Name of the DynamoDB table holding cached tokens (TTL attribute `ttl`). */
-  TOKEN_BROKER_TOKEN_CACHE_TABLE: z.string().min(1),
-  /** Secrets Manager name prefix under which the broker creates one secret per service. */
+export const EnvSchema = z.object({
+  TOKEN_BROKER_SERVICES_TABLE: z
+    .string()
+    .min(1)
+    .meta(doc('DynamoDB table of services (local: `token-broker-services`)')),
+  TOKEN_BROKER_TOKEN_CACHE_TABLE: z
+    .string()
+    .min(1)
+    .meta(doc('DynamoDB token cache table, TTL attribute `ttl` (local: `token-broker-tokens`)')),
   TOKEN_BROKER_SECRET_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9/_+=.@-]*\/$/, 'must end with "/" and use only Secrets Manager name characters')
-    .default('token-broker/services/'),
-  /** KMS key (id, ARN or alias) that envelope-encrypts every cached token (GenerateDataKey / Decrypt). */
-  TOKEN_BROKER_TOKEN_KEY_ID: z.string().min(1),
-  /** KMS key (id, ARN or alias) used to encrypt the secrets the broker creates; AWS managed key when unset. */
-  TOKEN_BROKER_SECRET_KMS_KEY_ID: z.string().min(1).optional(),
-  /** Extra authority hosts (`host` or `host:port`, comma-separated) beyond the Microsoft clouds. */
-  TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: z.string().default(''),
-  /** Secrets outside the prefix that services may reference (`client_secret_arn`): ARNs, or prefixes ending in `*`. */
-  TOKEN_BROKER_ALLOWED_SECRET_ARNS: z.string().default(''),
-  /** Timeout of one token request to Entra, in milliseconds. */
-  TOKEN_BROKER_ENTRA_TIMEOUT_MS: z.coerce.number().int().min(100).max(25_000).default(10_000),
-  /** Total time one token request may spend on Entra including retries; keep it below the Lambda timeout. */
-  TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS: z.coerce.number().int().min(100).max(25_000).default(12_000),
-  /** Fraction of a token's lifetime after which it is refreshed ahead (unless Entra sends refresh_in). */
-  TOKEN_BROKER_REFRESH_FRACTION: z.coerce.number().gt(0).max(1).default(0.5),
-  /** How long callers get Entra's refusal of a service without Entra being asked again. */
-  TOKEN_BROKER_COOLDOWN_MS: z.coerce.number().int().min(0).max(600_000).default(30_000),
-  /**
-   * How long a token function instance serves a token from memory after the DynamoDB read behind it started
-   * (lib/token-memory.ts); also how long after a change any instance may still serve the old token. 0 turns the
-   * memory tier off.
-   */
-  TOKEN_BROKER_MEMORY_BOUND_MS: z.coerce.number().int().min(0).max(1000).default(1000),
+    .default('token-broker/services/')
+    .meta(doc('Secrets Manager name prefix for the secrets the broker creates (one per service)')),
+  TOKEN_BROKER_TOKEN_KEY_ID: z
+    .string()
+    .min(1)
+    .meta(
+      doc(
+        'KMS key (id, ARN or alias) that envelope-encrypts every cached token (GenerateDataKey / Decrypt; local: `alias/token-broker-local`)',
+      ),
+    ),
+  TOKEN_BROKER_SECRET_KMS_KEY_ID: z
+    .string()
+    .min(1)
+    .optional()
+    .meta(doc('KMS key (id, ARN or alias) for the secrets the broker creates', 'AWS managed key')),
+  TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: z
+    .string()
+    .default('')
+    .meta(
+      doc(
+        "Extra authority hosts (`host` or `host:port`, comma-separated) beyond Microsoft's clouds. Plain `http` only for listed loopback hosts.",
+      ),
+    ),
+  TOKEN_BROKER_ALLOWED_SECRET_ARNS: z
+    .string()
+    .default('')
+    .meta(
+      doc(
+        'Secrets outside the prefix that services may reference (`client_secret_arn`): ARNs, or prefixes ending in `*`',
+      ),
+    ),
+  TOKEN_BROKER_ENTRA_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(25_000)
+    .default(10_000)
+    .meta(doc('Timeout of one request to Entra, in milliseconds')),
+  TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(25_000)
+    .default(12_000)
+    .meta(
+      doc(
+        'Total time for Entra per token request, retries and Retry-After waits included; keep it below the Lambda timeout',
+      ),
+    ),
+  TOKEN_BROKER_REFRESH_FRACTION: z.coerce
+    .number()
+    .gt(0)
+    .max(1)
+    .default(0.5)
+    .meta(
+      doc("Refresh ahead after this fraction of a token's lifetime (Entra's `refresh_in` wins when sent)"),
+    ),
+  TOKEN_BROKER_COOLDOWN_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(600_000)
+    .default(30_000)
+    .meta(
+      doc(
+        'After Entra refuses a service (4xx), callers get the refusal for this long without Entra being asked',
+      ),
+    ),
+  // Also how long after a change any instance may still serve the old token (lib/token-memory.ts).
+  TOKEN_BROKER_MEMORY_BOUND_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1000)
+    .default(1000)
+    .meta(
+      doc(
+        'How long an instance serves a token from memory after the DynamoDB read behind it started (0–1000; 0 = no memory tier)',
+      ),
+    ),
+  POWERTOOLS_SERVICE_NAME: z
+    .string()
+    .min(1)
+    .default('token-broker')
+    .meta(doc('Service name in the logs, metrics and traces (Powertools)')),
 });
 
 export type BrokerEnvironment = z.infer<typeof EnvSchema>;

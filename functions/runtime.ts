@@ -39,16 +39,16 @@ export interface Runtime {
 /** Builds the runtime from `process.env`; throws naming every missing or malformed variable. */
 export function createRuntime(): Runtime {
   const env = readEnvironment();
-  const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker' });
+  const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME });
   // Short timeouts: when DynamoDB is in trouble the flow degrades to memory instead of holding callers.
-  const tracer = new Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker' });
+  const tracer = new Tracer({ serviceName: env.POWERTOOLS_SERVICE_NAME });
   const dynamodb = new DynamoDBClient({
     maxAttempts: 2,
     requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
   });
   const powertoolsMetrics = new Metrics({
     namespace: METRICS_NAMESPACE,
-    serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker',
+    serviceName: env.POWERTOOLS_SERVICE_NAME,
   });
   const metrics: MetricsSink = {
     count: (name, value = 1) => powertoolsMetrics.addMetric(name, MetricUnit.Count, value),

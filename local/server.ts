@@ -2,9 +2,10 @@
  * Local mode (`npm start`): serves the broker's API on http://127.0.0.1:$PORT by turning each HTTP request into
  * the API Gateway REST proxy event the Lambda would receive and calling the same production handler with it.
  *
- * Storage is real protocol, not a second implementation: the handlers' DynamoDB and Secrets Manager adapters talk
- * over HTTP to `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` when set, and otherwise to an
- * embedded dynalite and an embedded Secrets Manager server, both persisted under TOKEN_BROKER_DATA_DIR.
+ * Storage is real protocol, not a second implementation: the handlers' DynamoDB, Secrets Manager and KMS adapters
+ * talk over HTTP to `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL_KMS` when
+ * set, and otherwise to an embedded dynalite and embedded Secrets Manager and KMS servers (local/), all persisted
+ * under TOKEN_BROKER_DATA_DIR; the KMS key that seals cached tokens is `alias/token-broker-local`.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
