@@ -149,6 +149,18 @@ export class IdentityProviderUnavailableError extends BrokerError {
   }
 }
 
+/**
+ * The request's time budget (taken by the handler from the Lambda context, see functions/request-budget.ts) ran
+ * out before an answer was ready (504). The API answers with this before Lambda's timeout and before API
+ * Gateway's 29 s limit, never with their bare errors.
+ */
+export class DeadlineExceededError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'DeadlineExceededError';
+  }
+}
+
 /** Entra did not answer in time (504). */
 export class IdentityProviderTimeoutError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {
@@ -166,4 +178,32 @@ export class StoreError extends Error {
     super(message, options);
     this.name = 'StoreError';
   }
+}
+
+/**
+ * A backing store did not answer in time: the SDK's per-call timeout fired, or the request's time budget ran out
+ * (its AbortSignal aborted the call). Still a StoreError, so that every degrade-to-memory path starts on a hang
+ * exactly as on a refused connection; lib/http.ts answers it with 504 and a fixed message.
+ */
+export class StoreTimeoutError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StoreTimeoutError';
+  }
+}
+
+/** Whether an AWS SDK failure is a timeout (per-call limit) or an abort (the request's budget ran out). */
+function isTimeoutOrAbort(error: unknown): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === 'TimeoutError' || name === 'AbortError';
+}
+
+/**
+ * Wraps an AWS SDK failure of a store adapter: a StoreTimeoutError for timeouts and aborts, a StoreError
+ * otherwise. `message` names the operation and never a secret.
+ */
+export function storeFailure(message: string, cause: unknown): StoreError {
+  return isTimeoutOrAbort(cause)
+    ? new StoreTimeoutError(message, { cause })
+    : new StoreError(message, { cause });
 }

@@ -5,6 +5,7 @@ import {
   BrokerError,
   ConflictError,
   ConsentFailedError,
+  DeadlineExceededError,
   GrantNotEnabledError,
   IdentityProviderError,
   IdentityProviderTimeoutError,
@@ -14,6 +15,7 @@ import {
   PayloadTooLargeError,
   PreconditionFailedError,
   ServiceInactiveError,
+  StoreTimeoutError,
   UnsupportedMediaTypeError,
   UserConsentRequiredError,
   ValidationError,
@@ -38,7 +40,11 @@ const STATUS_BY_ERROR: ReadonlyArray<readonly [abstract new (...args: never[]) =
   [IdentityProviderError, 502],
   [IdentityProviderUnavailableError, 503],
   [IdentityProviderTimeoutError, 504],
+  [DeadlineExceededError, 504],
 ];
+
+/** Status of a backing store that did not answer in time (not a BrokerError: its own message stays internal). */
+const STORE_TIMEOUT_STATUS = 504;
 
 /** Headers on every response: tokens must not be cached by intermediaries, nor content sniffed. */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
@@ -103,6 +109,16 @@ export function errorResponse(error: unknown, requestId: string): APIGatewayProx
       },
       headers,
     );
+  }
+  if (error instanceof StoreTimeoutError) {
+    // The operation's name stays in the log; the caller learns only that the broker's storage was too slow.
+    return jsonResponse(STORE_TIMEOUT_STATUS, {
+      error: {
+        code: STORE_TIMEOUT_STATUS,
+        message:
+          'the broker’s storage (DynamoDB, Secrets Manager or KMS) did not answer in time; retry later',
+      },
+    });
   }
   if (isExposedHttpError(error)) {
     return jsonResponse(error.statusCode, { error: { code: error.statusCode, message: error.message } });

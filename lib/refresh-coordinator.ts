@@ -6,7 +6,8 @@ import {
   GetItemCommand,
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { StoreError } from './errors';
+import { type CallOptions, sendOptions } from './call-options';
+import { storeFailure } from './errors';
 import { TOKEN_CACHE_TABLE } from './tables';
 import { type CacheKey, cacheSortKey } from './token-cache';
 
@@ -18,13 +19,13 @@ import { type CacheKey, cacheSortKey } from './token-cache';
  */
 export interface RefreshCoordinator {
   /** Tries to become the one refresher of `key` for `ttlMs`; false when another holder's lease is still live. */
-  acquire(key: CacheKey, holder: string, ttlMs: number): Promise<boolean>;
+  acquire(key: CacheKey, holder: string, ttlMs: number, options?: CallOptions): Promise<boolean>;
   /** Releases the lease if `holder` still holds it. */
-  release(key: CacheKey, holder: string): Promise<void>;
+  release(key: CacheKey, holder: string, options?: CallOptions): Promise<void>;
   /** Records that Entra refused `key` until `until` (epoch ms), with the caller-facing error. */
-  coolDown(key: CacheKey, until: number, error: CooldownError): Promise<void>;
+  coolDown(key: CacheKey, until: number, error: CooldownError, options?: CallOptions): Promise<void>;
   /** The live cool-down of `key`, if any. */
-  coolingDown(key: CacheKey): Promise<(CooldownError & { until: number }) | undefined>;
+  coolingDown(key: CacheKey, options?: CallOptions): Promise<(CooldownError & { until: number }) | undefined>;
 }
 
 /** What is remembered of a refused token request: exactly what the caller was told. */
@@ -58,7 +59,7 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
     };
   }
 
-  async acquire(key: CacheKey, holder: string, ttlMs: number): Promise<boolean> {
+  async acquire(key: CacheKey, holder: string, ttlMs: number, options?: CallOptions): Promise<boolean> {
     const now = this.now();
     try {
       // Timeline: A takes the lease (expires t+ttl). B, arriving before t+ttl, fails the condition and waits for
@@ -76,15 +77,16 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
           ExpressionAttributeNames: { '#pk': TOKEN_CACHE_TABLE.partitionKey, '#expires': 'lease_expires_at' },
           ExpressionAttributeValues: { ':now': { N: String(now) } },
         }),
+        sendOptions(options),
       );
       return true;
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return false;
-      throw new StoreError('refresh lease write failed', { cause: error });
+      throw storeFailure('refresh lease write failed', error);
     }
   }
 
-  async release(key: CacheKey, holder: string): Promise<void> {
+  async release(key: CacheKey, holder: string, options?: CallOptions): Promise<void> {
     try {
       await this.client.send(
         new DeleteItemCommand({
@@ -94,15 +96,16 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
           ExpressionAttributeNames: { '#holder': 'holder' },
           ExpressionAttributeValues: { ':holder': { S: holder } },
         }),
+        sendOptions(options),
       );
     } catch (error) {
       // Someone took over an expired lease: it is theirs now.
       if (error instanceof ConditionalCheckFailedException) return;
-      throw new StoreError('refresh lease release failed', { cause: error });
+      throw storeFailure('refresh lease release failed', error);
     }
   }
 
-  async coolDown(key: CacheKey, until: number, error: CooldownError): Promise<void> {
+  async coolDown(key: CacheKey, until: number, error: CooldownError, options?: CallOptions): Promise<void> {
     try {
       await this.client.send(
         new PutItemCommand({
@@ -115,13 +118,17 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
             [TOKEN_CACHE_TABLE.ttlAttribute]: { N: String(Math.ceil(until / 1000) + 60) },
           },
         }),
+        sendOptions(options),
       );
     } catch (cause) {
-      throw new StoreError('cool-down write failed', { cause });
+      throw storeFailure('cool-down write failed', cause);
     }
   }
 
-  async coolingDown(key: CacheKey): Promise<(CooldownError & { until: number }) | undefined> {
+  async coolingDown(
+    key: CacheKey,
+    options?: CallOptions,
+  ): Promise<(CooldownError & { until: number }) | undefined> {
     let item: Record<string, AttributeValue> | undefined;
     try {
       const out = await this.client.send(
@@ -130,10 +137,11 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
           Key: this.key(key, 'cooldown'),
           ConsistentRead: true,
         }),
+        sendOptions(options),
       );
       item = out.Item;
     } catch (cause) {
-      throw new StoreError('cool-down read failed', { cause });
+      throw storeFailure('cool-down read failed', cause);
     }
     const until = Number(item?.until?.N);
     if (!item || !(until > this.now())) return undefined;

@@ -1,15 +1,35 @@
 import { ValidationError } from './errors';
+import type { SecretDescription } from './secret-store';
 
-/** The secret name inside a Secrets Manager ARN (`...:secret:<name>-<6 random characters>`). */
-function secretNameOf(arn: string): string {
-  const name = arn.slice(arn.indexOf(':secret:') + ':secret:'.length);
-  return name.replace(/-[A-Za-z0-9]{6}$/, '');
+/**
+ * The tag the broker puts on every secret it creates (value: the service's name). A secret carrying it belongs
+ * to that service and to no other.
+ */
+export const MANAGED_SECRET_TAG = 'token-broker:service';
+
+const FIELD = 'config.client_secret_arn';
+
+/**
+ * A complete Secrets Manager ARN: `...:secret:<name>-<6 characters>`. Secrets Manager resolves a partial ARN
+ * (without the suffix) too, and one partial ARN can name a different secret than it seems to, so only the
+ * complete form is accepted.
+ */
+const COMPLETE_SECRET_ARN =
+  /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:([A-Za-z0-9/_+=.@-]+)-[A-Za-z0-9]{6}$/;
+
+/** The version part of a managed secret's name (ServiceAdministration gives each version a random UUID). */
+const VERSION_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function refused(problem: string): ValidationError {
+  return new ValidationError(`${FIELD}: ${problem}`, { context: { field: FIELD } });
 }
 
 /**
  * Which existing secrets an administrator may point a service at (`config.client_secret_arn`): those under the
- * broker's own name prefix, and those the operator lists explicitly. Anything else would let an administrator
- * make the broker read (and send to Entra) a secret it was never meant to touch.
+ * broker's own name prefix, and those the operator lists explicitly; never a secret the broker manages for
+ * another service (named `<prefix><service>/<version>`, tagged {@link MANAGED_SECRET_TAG}). Anything else would
+ * let an administrator make the broker read (and send to Entra) a secret it was never meant to touch, or borrow
+ * another application's credential and receive its tokens.
  */
 export class SecretReferencePolicy {
   private readonly prefix: string;
@@ -22,14 +42,52 @@ export class SecretReferencePolicy {
     this.allowed = list.map((a) => a.trim()).filter((a) => a.length > 0);
   }
 
-  /** Throws a ValidationError unless the ARN may be used as a service's secret. */
-  assertAllowed(arn: string): void {
-    if (secretNameOf(arn).startsWith(this.prefix)) return;
+  /** The service whose managed secret this name is (`<prefix><service>/<uuid>`), if it has that shape. */
+  private managedOwnerOf(secretName: string): string | undefined {
+    if (!secretName.startsWith(this.prefix)) return undefined;
+    const parts = secretName.slice(this.prefix.length).split('/');
+    return parts.length === 2 && VERSION_PATTERN.test(parts[1] as string) ? parts[0] : undefined;
+  }
+
+  /**
+   * Checks what the ARN itself shows, before any call: a complete ARN, under the prefix or listed, not named as
+   * another service's managed secret. Throws a ValidationError naming the field.
+   */
+  assertAllowed(arn: string, service: string): void {
+    const name = COMPLETE_SECRET_ARN.exec(arn)?.[1];
+    if (name === undefined) {
+      throw refused(
+        'must be the complete ARN of the secret, ending in the 6-character suffix Secrets Manager adds (as DescribeSecret returns it)',
+      );
+    }
+    const owner = this.managedOwnerOf(name);
+    if (owner !== undefined && owner !== service) {
+      throw refused('is a secret the broker manages for another service; a service may only use its own');
+    }
+    if (name.startsWith(this.prefix)) return;
     const listed = this.allowed.some((a) => (a.endsWith('*') ? arn.startsWith(a.slice(0, -1)) : a === arn));
     if (listed) return;
-    throw new ValidationError(
-      `config.client_secret_arn: the secret must be named under "${this.prefix}" or be listed in TOKEN_BROKER_ALLOWED_SECRET_ARNS`,
-      { context: { field: 'config.client_secret_arn' } },
+    throw refused(
+      `the secret must be named under "${this.prefix}" or be listed in TOKEN_BROKER_ALLOWED_SECRET_ARNS`,
     );
+  }
+
+  /**
+   * Checks what DescribeSecret says about the secret `arn` names: it exists and is not scheduled for deletion,
+   * `arn` is its complete ARN, and neither its tag nor its name makes it another service's managed secret.
+   */
+  assertUsable(arn: string, described: SecretDescription | undefined, service: string): void {
+    if (!described || described.deleted) throw refused('no such secret (or it is scheduled for deletion)');
+    if (described.arn !== arn) {
+      throw refused('must be the complete ARN of the secret, exactly as DescribeSecret returns it');
+    }
+    const taggedOwner = described.tags[MANAGED_SECRET_TAG];
+    const namedOwner = this.managedOwnerOf(described.name);
+    if (
+      (taggedOwner !== undefined && taggedOwner !== service) ||
+      (namedOwner !== undefined && namedOwner !== service)
+    ) {
+      throw refused('is a secret the broker manages for another service; a service may only use its own');
+    }
   }
 }

@@ -6,21 +6,32 @@ import {
   ResourceNotFoundException,
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import { StoreError } from './errors';
+import { type CallOptions, sendOptions } from './call-options';
+import { storeFailure } from './errors';
+
+/** What DescribeSecret tells about a secret: never its value. */
+export interface SecretDescription {
+  /** The complete ARN (with the 6-character suffix Secrets Manager adds), whatever form the caller asked with. */
+  arn: string;
+  name: string;
+  tags: Record<string, string>;
+  /** True when the secret is scheduled for deletion. */
+  deleted: boolean;
+}
 
 /** Where client secrets live. The Secrets Manager adapter below is the only production implementation. */
 export interface SecretStore {
   /** Creates a secret and returns its ARN. */
-  create(name: string, value: string, tags: Record<string, string>): Promise<string>;
+  create(name: string, value: string, tags: Record<string, string>, options?: CallOptions): Promise<string>;
   /** The current value of a secret. */
-  read(arn: string): Promise<string>;
-  /** Whether the secret exists and is not scheduled for deletion (DescribeSecret: no value is read). */
-  exists(arn: string): Promise<boolean>;
+  read(arn: string, options?: CallOptions): Promise<string>;
+  /** The secret's ARN, name and tags (DescribeSecret: no value is read); undefined when there is no such secret. */
+  describe(arn: string, options?: CallOptions): Promise<SecretDescription | undefined>;
   /**
    * Deletes a secret: with `recoveryWindowDays` it can be restored until then; without it, at once (used to
    * undo a secret whose service could not be stored, so nothing is left behind).
    */
-  delete(arn: string, options?: { recoveryWindowDays?: number }): Promise<void>;
+  delete(arn: string, options?: CallOptions & { recoveryWindowDays?: number }): Promise<void>;
 }
 
 export interface SecretsManagerSecretStoreOptions {
@@ -39,7 +50,12 @@ export class SecretsManagerSecretStore implements SecretStore {
     this.kmsKeyId = options.kmsKeyId;
   }
 
-  async create(name: string, value: string, tags: Record<string, string>): Promise<string> {
+  async create(
+    name: string,
+    value: string,
+    tags: Record<string, string>,
+    options?: CallOptions,
+  ): Promise<string> {
     try {
       const out = await this.client.send(
         new CreateSecretCommand({
@@ -49,35 +65,41 @@ export class SecretsManagerSecretStore implements SecretStore {
           Description: 'Entra client credential managed by Token Broker',
           Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
         }),
+        sendOptions(options),
       );
       if (!out.ARN) throw new Error('CreateSecret returned no ARN');
       return out.ARN;
     } catch (error) {
-      throw new StoreError('creating the service secret failed', { cause: error });
+      throw storeFailure('creating the service secret failed', error);
     }
   }
 
-  async read(arn: string): Promise<string> {
+  async read(arn: string, options?: CallOptions): Promise<string> {
     try {
-      const out = await this.client.send(new GetSecretValueCommand({ SecretId: arn }));
+      const out = await this.client.send(new GetSecretValueCommand({ SecretId: arn }), sendOptions(options));
       if (out.SecretString === undefined) throw new Error('secret has no SecretString');
       return out.SecretString;
     } catch (error) {
-      throw new StoreError('reading the service secret failed', { cause: error });
+      throw storeFailure('reading the service secret failed', error);
     }
   }
 
-  async exists(arn: string): Promise<boolean> {
+  async describe(arn: string, options?: CallOptions): Promise<SecretDescription | undefined> {
     try {
-      const out = await this.client.send(new DescribeSecretCommand({ SecretId: arn }));
-      return out.DeletedDate === undefined;
+      const out = await this.client.send(new DescribeSecretCommand({ SecretId: arn }), sendOptions(options));
+      return {
+        arn: out.ARN ?? '',
+        name: out.Name ?? '',
+        tags: Object.fromEntries((out.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? ''])),
+        deleted: out.DeletedDate !== undefined,
+      };
     } catch (error) {
-      if (error instanceof ResourceNotFoundException) return false;
-      throw new StoreError('describing the service secret failed', { cause: error });
+      if (error instanceof ResourceNotFoundException) return undefined;
+      throw storeFailure('describing the service secret failed', error);
     }
   }
 
-  async delete(arn: string, options?: { recoveryWindowDays?: number }): Promise<void> {
+  async delete(arn: string, options?: CallOptions & { recoveryWindowDays?: number }): Promise<void> {
     try {
       await this.client.send(
         new DeleteSecretCommand(
@@ -85,9 +107,10 @@ export class SecretsManagerSecretStore implements SecretStore {
             ? { SecretId: arn, RecoveryWindowInDays: options.recoveryWindowDays }
             : { SecretId: arn, ForceDeleteWithoutRecovery: true },
         ),
+        sendOptions(options),
       );
     } catch (error) {
-      throw new StoreError('deleting the service secret failed', { cause: error });
+      throw storeFailure('deleting the service secret failed', error);
     }
   }
 }

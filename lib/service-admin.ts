@@ -3,7 +3,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { type AuthorityPolicy, tokenEndpointFor } from './authority';
 import { storedClientSecret } from './credentials/credential';
 import { ConflictError, NotFoundError, PreconditionFailedError, ValidationError } from './errors';
-import type { SecretReferencePolicy } from './secret-reference';
+import { MANAGED_SECRET_TAG, type SecretReferencePolicy } from './secret-reference';
 import type { SecretStore } from './secret-store';
 import {
   type SecretInput,
@@ -104,19 +104,20 @@ export class ServiceAdministration {
     this.newId = deps.newId ?? randomUUID;
   }
 
-  /** Checks what cannot be checked by the schema alone: authority host and secret reference. */
-  private async checkReferences(config: ServiceRecord['config'], secret: SecretInput): Promise<void> {
+  /**
+   * Checks what cannot be checked by the schema alone: authority host and secret reference (a complete ARN of an
+   * existing secret the service may use; never another service's managed secret).
+   */
+  private async checkReferences(
+    name: string,
+    config: ServiceRecord['config'],
+    secret: SecretInput,
+  ): Promise<void> {
     this.deps.authority.assertAllowed(tokenEndpointFor(config.authority_url, config.tenant_id));
     if (secret && 'clientSecretArn' in secret) {
-      this.deps.secretReferences.assertAllowed(secret.clientSecretArn);
-      if (!(await this.deps.secrets.exists(secret.clientSecretArn))) {
-        throw new ValidationError(
-          'config.client_secret_arn: no such secret (or it is scheduled for deletion)',
-          {
-            context: { field: 'config.client_secret_arn' },
-          },
-        );
-      }
+      const arn = secret.clientSecretArn;
+      this.deps.secretReferences.assertAllowed(arn, name);
+      this.deps.secretReferences.assertUsable(arn, await this.deps.secrets.describe(arn), name);
     }
   }
 
@@ -132,7 +133,8 @@ export class ServiceAdministration {
     const arn = await this.deps.secrets.create(
       `${this.deps.secretPrefix}${name}/${version}`,
       storedClientSecret(secret.clientSecret),
-      { 'token-broker:service': name },
+      // The tag marks it as this service's own: no other service may reference it (SecretReferencePolicy).
+      { [MANAGED_SECRET_TAG]: name },
     );
     return { arn, managed: true };
   }
@@ -152,7 +154,7 @@ export class ServiceAdministration {
       if (seen.has(input.name)) throw new ValidationError(`name: "${input.name}" appears more than once`);
       seen.add(input.name);
       const { config, secret } = splitInput(input);
-      await this.checkReferences(config, secret);
+      await this.checkReferences(input.name, config, secret);
       prepared.push({ input, config, secret: secret as NonNullable<SecretInput> });
     }
 
@@ -232,7 +234,7 @@ export class ServiceAdministration {
     const { config: _ignored, ...patchTop } = patch;
     const merged = parseOrThrow(ServiceMergedSchema, { ...base, ...patchTop, config: mergedConfig });
     const { config, secret } = splitInput(merged);
-    await this.checkReferences(config, secret);
+    await this.checkReferences(name, config, secret);
 
     const version = this.newId();
     const next: ServiceRecord = {

@@ -97,7 +97,7 @@ const configShape = {
     'The client secret value. Stored in Secrets Manager, never returned. Send this or client_secret_arn.',
   ),
   client_secret_arn: ClientSecretArnSchema.optional().describe(
-    'ARN of an existing secret (under the broker prefix or allow-listed) holding the client secret; read, never copied.',
+    'Complete ARN (with the 6-character suffix Secrets Manager adds) of an existing secret holding the client secret: under the broker prefix or allow-listed, never a secret the broker manages for another service. Read, never copied.',
   ),
   tenant_id: TenantIdSchema.describe('Directory (tenant) ID: a GUID or a verified domain.'),
   grant_type: GrantTypeSchema.default('client_credentials'),

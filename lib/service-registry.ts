@@ -8,22 +8,23 @@ import {
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
 import { delegatedConfigFromItem, delegatedConfigToItem } from './authorization-code/delegated-config';
-import { ConflictError, StoreError } from './errors';
+import { type CallOptions, sendOptions } from './call-options';
+import { ConflictError, type StoreError, storeFailure as wrapStoreFailure } from './errors';
 import type { ServiceRecord } from './service-config';
 import { SERVICES_TABLE } from './tables';
 
 /** Where service configurations live. The DynamoDB adapter below is the only production implementation. */
 export interface ServiceRegistry {
   /** The service, or undefined when no service has that name. Strongly consistent. */
-  get(name: string): Promise<ServiceRecord | undefined>;
+  get(name: string, options?: CallOptions): Promise<ServiceRecord | undefined>;
   /** Stores a new service; ConflictError when the name is taken. */
-  create(record: ServiceRecord): Promise<void>;
+  create(record: ServiceRecord, options?: CallOptions): Promise<void>;
   /** Replaces a service if its stored version is still `expectedVersion`; ConflictError otherwise. */
-  replace(record: ServiceRecord, expectedVersion: string): Promise<void>;
+  replace(record: ServiceRecord, expectedVersion: string, options?: CallOptions): Promise<void>;
   /** Deletes a service (only at `expectedVersion` when given; ConflictError otherwise). */
-  delete(name: string, expectedVersion?: string): Promise<void>;
+  delete(name: string, expectedVersion?: string, options?: CallOptions): Promise<void>;
   /** Every service, ordered by name. */
-  list(): Promise<ServiceRecord[]>;
+  list(options?: CallOptions): Promise<ServiceRecord[]>;
 }
 
 const s = (v: string): AttributeValue => ({ S: v });
@@ -82,7 +83,7 @@ function fromItem(item: Record<string, AttributeValue>): ServiceRecord {
 
 /** Wraps an SDK failure in a StoreError that names the operation (details go to logs, not callers). */
 function storeFailure(operation: string, error: unknown): StoreError {
-  return new StoreError(`services table ${operation} failed`, { cause: error });
+  return wrapStoreFailure(`services table ${operation} failed`, error);
 }
 
 /** The condition of an optimistic write: the stored item is still at `expected`. */
@@ -119,7 +120,7 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
     this.tableName = options.tableName;
   }
 
-  async get(name: string): Promise<ServiceRecord | undefined> {
+  async get(name: string, options?: CallOptions): Promise<ServiceRecord | undefined> {
     try {
       const out = await this.client.send(
         new GetItemCommand({
@@ -128,6 +129,7 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
           // A service just changed must not be served with its old configuration by any instance.
           ConsistentRead: true,
         }),
+        sendOptions(options),
       );
       return out.Item ? fromItem(out.Item) : undefined;
     } catch (error) {
@@ -135,7 +137,7 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
     }
   }
 
-  async create(record: ServiceRecord): Promise<void> {
+  async create(record: ServiceRecord, options?: CallOptions): Promise<void> {
     try {
       await this.client.send(
         new PutItemCommand({
@@ -144,6 +146,7 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
           ConditionExpression: 'attribute_not_exists(#name)',
           ExpressionAttributeNames: { '#name': SERVICES_TABLE.partitionKey },
         }),
+        sendOptions(options),
       );
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) {
@@ -153,7 +156,7 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
     }
   }
 
-  async replace(record: ServiceRecord, expectedVersion: string): Promise<void> {
+  async replace(record: ServiceRecord, expectedVersion: string, options?: CallOptions): Promise<void> {
     try {
       await this.client.send(
         new PutItemCommand({
@@ -161,13 +164,14 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
           Item: toItem(record),
           ...atVersion(expectedVersion),
         }),
+        sendOptions(options),
       );
     } catch (error) {
       throw versionConflictOr(error, record.name, 'write');
     }
   }
 
-  async delete(name: string, expectedVersion?: string): Promise<void> {
+  async delete(name: string, expectedVersion?: string, options?: CallOptions): Promise<void> {
     try {
       await this.client.send(
         new DeleteItemCommand({
@@ -175,19 +179,21 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
           Key: { [SERVICES_TABLE.partitionKey]: s(name) },
           ...(expectedVersion !== undefined ? atVersion(expectedVersion) : {}),
         }),
+        sendOptions(options),
       );
     } catch (error) {
       throw versionConflictOr(error, name, 'delete');
     }
   }
 
-  async list(): Promise<ServiceRecord[]> {
+  async list(options?: CallOptions): Promise<ServiceRecord[]> {
     const records: ServiceRecord[] = [];
     let startKey: Record<string, AttributeValue> | undefined;
     try {
       do {
         const out = await this.client.send(
           new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+          sendOptions(options),
         );
         for (const item of out.Items ?? []) records.push(fromItem(item));
         startKey = out.LastEvaluatedKey;

@@ -9,7 +9,8 @@ import {
   UpdateItemCommand,
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
-import { StoreError } from './errors';
+import { type CallOptions, sendOptions } from './call-options';
+import { storeFailure } from './errors';
 import { TOKEN_CACHE_TABLE } from './tables';
 import type { TokenSealer } from './token-encryption';
 
@@ -38,18 +39,19 @@ export interface CachedToken {
 /** Where issued tokens are cached. The DynamoDB adapter below is the only production implementation. */
 export interface TokenCache {
   /** The cached token if it is still valid for more than {@link EXPIRY_MARGIN_MS}; otherwise undefined. */
-  get(key: CacheKey): Promise<CachedToken | undefined>;
+  get(key: CacheKey, options?: CallOptions): Promise<CachedToken | undefined>;
   /** Stores (or replaces) the token for the key. */
-  put(key: CacheKey, token: CachedToken): Promise<void>;
+  put(key: CacheKey, token: CachedToken, options?: CallOptions): Promise<void>;
   /** Removes every cached token of the service (all versions and scopes); returns how many. */
-  clear(service: string): Promise<number>;
+  clear(service: string, options?: CallOptions): Promise<number>;
   /** Records that the token was served at `at` (only if the item still exists). */
-  touch(key: CacheKey, at: number): Promise<void>;
+  touch(key: CacheKey, at: number, options?: CallOptions): Promise<void>;
   /**
    * Reads all of a service's cached items in one request, before its version is known, so that a cache hit can
-   * read the service and its token at the same time; the returned lookup answers like {@link get}.
+   * read the service and its token at the same time; the returned lookup answers like {@link get} (its KMS
+   * calls bound by the same `options`).
    */
-  lookup(service: string): Promise<TokenLookup>;
+  lookup(service: string, options?: CallOptions): Promise<TokenLookup>;
 }
 
 /** The cached items of one service, read at once; tokens are decrypted only when asked for. */
@@ -97,19 +99,27 @@ export class DynamoDbTokenCache implements TokenCache {
   }
 
   /** The token of an item: opened when sealed; a plaintext item is ignored when tokens are sealed. */
-  private async tokenOf(item: Record<string, AttributeValue>, key: CacheKey): Promise<string | undefined> {
+  private async tokenOf(
+    item: Record<string, AttributeValue>,
+    key: CacheKey,
+    options?: CallOptions,
+  ): Promise<string | undefined> {
     if (!this.sealer) return item.access_token?.S;
     const ciphertext = item.sealed_token?.S;
     const encryptedKey = item.data_key?.S;
     if (!ciphertext || !encryptedKey) return undefined;
-    return this.sealer.open({ ciphertext, encryptedKey }, { service: key.service, scope: key.scope });
+    return this.sealer.open(
+      { ciphertext, encryptedKey },
+      { service: key.service, scope: key.scope },
+      options,
+    );
   }
 
   private key(service: string, sk: string): Record<string, AttributeValue> {
     return { [TOKEN_CACHE_TABLE.partitionKey]: { S: service }, [TOKEN_CACHE_TABLE.sortKey]: { S: sk } };
   }
 
-  async get(key: CacheKey): Promise<CachedToken | undefined> {
+  async get(key: CacheKey, options?: CallOptions): Promise<CachedToken | undefined> {
     let item: Record<string, AttributeValue> | undefined;
     try {
       const out = await this.client.send(
@@ -118,15 +128,16 @@ export class DynamoDbTokenCache implements TokenCache {
           Key: this.key(key.service, cacheSortKey(key)),
           ConsistentRead: true,
         }),
+        sendOptions(options),
       );
       item = out.Item;
     } catch (error) {
-      throw new StoreError('token cache read failed', { cause: error });
+      throw storeFailure('token cache read failed', error);
     }
-    return item ? this.decode(item, key) : undefined;
+    return item ? this.decode(item, key, options) : undefined;
   }
 
-  async lookup(service: string): Promise<TokenLookup> {
+  async lookup(service: string, options?: CallOptions): Promise<TokenLookup> {
     let items: Record<string, AttributeValue>[];
     let complete: boolean;
     try {
@@ -138,19 +149,20 @@ export class DynamoDbTokenCache implements TokenCache {
           ExpressionAttributeValues: { ':service': { S: service } },
           ConsistentRead: true,
         }),
+        sendOptions(options),
       );
       items = out.Items ?? [];
       complete = out.LastEvaluatedKey === undefined;
     } catch (error) {
-      throw new StoreError('token cache read failed', { cause: error });
+      throw storeFailure('token cache read failed', error);
     }
     const bySortKey = new Map(items.map((item) => [item[TOKEN_CACHE_TABLE.sortKey]?.S, item]));
     return {
       get: async (key) => {
         const item = bySortKey.get(cacheSortKey(key));
-        if (item) return this.decode(item, key);
+        if (item) return this.decode(item, key, options);
         // A partition larger than one page (many old versions or scopes): ask for the one item.
-        return complete ? undefined : this.get(key);
+        return complete ? undefined : this.get(key, options);
       },
     };
   }
@@ -159,12 +171,13 @@ export class DynamoDbTokenCache implements TokenCache {
   private async decode(
     item: Record<string, AttributeValue>,
     key: CacheKey,
+    options?: CallOptions,
   ): Promise<CachedToken | undefined> {
     const expiresAt = Number(item.expires_at?.N);
     // Expired items are skipped before any decryption.
     if (!Number.isFinite(expiresAt) || !isServable({ expiresAt }, this.now())) return undefined;
     const token: CachedToken = {
-      accessToken: (await this.tokenOf(item, key)) ?? '',
+      accessToken: (await this.tokenOf(item, key, options)) ?? '',
       scope: item.scope?.S ?? key.scope,
       acquiredAt: Number(item.acquired_at?.N),
       expiresAt,
@@ -175,10 +188,10 @@ export class DynamoDbTokenCache implements TokenCache {
     return token;
   }
 
-  async put(key: CacheKey, token: CachedToken): Promise<void> {
+  async put(key: CacheKey, token: CachedToken, options?: CallOptions): Promise<void> {
     const secretPart: Record<string, AttributeValue> = this.sealer
       ? await this.sealer
-          .seal(token.accessToken, { service: key.service, scope: key.scope })
+          .seal(token.accessToken, { service: key.service, scope: key.scope }, options)
           .then((sealed) => ({
             sealed_token: { S: sealed.ciphertext },
             data_key: { S: sealed.encryptedKey },
@@ -201,13 +214,14 @@ export class DynamoDbTokenCache implements TokenCache {
             },
           },
         }),
+        sendOptions(options),
       );
     } catch (error) {
-      throw new StoreError('token cache write failed', { cause: error });
+      throw storeFailure('token cache write failed', error);
     }
   }
 
-  async touch(key: CacheKey, at: number): Promise<void> {
+  async touch(key: CacheKey, at: number, options?: CallOptions): Promise<void> {
     try {
       await this.client.send(
         new UpdateItemCommand({
@@ -218,15 +232,16 @@ export class DynamoDbTokenCache implements TokenCache {
           ExpressionAttributeNames: { '#used': 'last_used_at', '#pk': TOKEN_CACHE_TABLE.partitionKey },
           ExpressionAttributeValues: { ':at': { N: String(at) } },
         }),
+        sendOptions(options),
       );
     } catch (error) {
       // Replaced or cleared meanwhile: nothing to record.
       if (error instanceof ConditionalCheckFailedException) return;
-      throw new StoreError('token cache touch failed', { cause: error });
+      throw storeFailure('token cache touch failed', error);
     }
   }
 
-  async clear(service: string): Promise<number> {
+  async clear(service: string, options?: CallOptions): Promise<number> {
     const keys: Record<string, AttributeValue>[] = [];
     try {
       let startKey: Record<string, AttributeValue> | undefined;
@@ -244,6 +259,7 @@ export class DynamoDbTokenCache implements TokenCache {
             ConsistentRead: true,
             ExclusiveStartKey: startKey,
           }),
+          sendOptions(options),
         );
         for (const item of out.Items ?? []) keys.push(item);
         startKey = out.LastEvaluatedKey;
@@ -257,13 +273,14 @@ export class DynamoDbTokenCache implements TokenCache {
           if (attempt === MAX_BATCH_ATTEMPTS) throw new Error('unprocessed deletes left after retries');
           const out = await this.client.send(
             new BatchWriteItemCommand({ RequestItems: { [this.tableName]: pending } }),
+            sendOptions(options),
           );
           pending = out.UnprocessedItems?.[this.tableName] ?? [];
           if (pending.length > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
         }
       }
     } catch (error) {
-      throw new StoreError('token cache clear failed', { cause: error });
+      throw storeFailure('token cache clear failed', error);
     }
     return keys.length;
   }

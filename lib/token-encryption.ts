@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { StoreError } from './errors';
+import { type CallOptions, sendOptions } from './call-options';
+import { StoreError, storeFailure } from './errors';
 
 /** What a sealed token is bound to: opening it under any other context fails. */
 export interface SealContext {
@@ -19,8 +20,8 @@ export interface SealedToken {
  * kms:Decrypt on the broker's key with the token's encryption context (service and scope).
  */
 export interface TokenSealer {
-  seal(token: string, context: SealContext): Promise<SealedToken>;
-  open(sealed: SealedToken, context: SealContext): Promise<string>;
+  seal(token: string, context: SealContext, options?: CallOptions): Promise<SealedToken>;
+  open(sealed: SealedToken, context: SealContext, options?: CallOptions): Promise<string>;
 }
 
 export interface KmsEnvelopeEncryptionOptions {
@@ -86,7 +87,7 @@ export class KmsEnvelopeEncryption implements TokenSealer {
     if (map.size > this.maxCachedKeys) map.delete(map.keys().next().value as string);
   }
 
-  private async sealingKey(context: SealContext): Promise<DataKey> {
+  private async sealingKey(context: SealContext, options?: CallOptions): Promise<DataKey> {
     const id = JSON.stringify(encryptionContext(context));
     const cached = this.sealing.get(id);
     if (cached && this.now() - cached.createdAt < this.maxKeyAgeMs && cached.uses < this.maxKeyUses)
@@ -99,9 +100,10 @@ export class KmsEnvelopeEncryption implements TokenSealer {
           KeySpec: 'AES_256',
           EncryptionContext: encryptionContext(context),
         }),
+        sendOptions(options),
       );
     } catch (error) {
-      throw new StoreError('generating a token data key failed', { cause: error });
+      throw storeFailure('generating a token data key failed', error);
     }
     if (!out.Plaintext || !out.CiphertextBlob) throw new StoreError('KMS returned no data key');
     const key: DataKey = {
@@ -115,8 +117,8 @@ export class KmsEnvelopeEncryption implements TokenSealer {
     return key;
   }
 
-  async seal(token: string, context: SealContext): Promise<SealedToken> {
-    const key = await this.sealingKey(context);
+  async seal(token: string, context: SealContext, options?: CallOptions): Promise<SealedToken> {
+    const key = await this.sealingKey(context, options);
     key.uses++;
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', key.plaintext, iv);
@@ -128,7 +130,11 @@ export class KmsEnvelopeEncryption implements TokenSealer {
     };
   }
 
-  private async openingKey(encryptedKey: string, context: SealContext): Promise<Buffer> {
+  private async openingKey(
+    encryptedKey: string,
+    context: SealContext,
+    options?: CallOptions,
+  ): Promise<Buffer> {
     const cached = this.opening.get(encryptedKey);
     if (cached && this.now() - cached.createdAt < this.maxKeyAgeMs) return cached.plaintext;
     let out: { Plaintext?: Uint8Array };
@@ -139,9 +145,10 @@ export class KmsEnvelopeEncryption implements TokenSealer {
           EncryptionContext: encryptionContext(context),
           KeyId: this.keyId,
         }),
+        sendOptions(options),
       );
     } catch (error) {
-      throw new StoreError('decrypting a token data key failed', { cause: error });
+      throw storeFailure('decrypting a token data key failed', error);
     }
     if (!out.Plaintext) throw new StoreError('KMS returned no plaintext data key');
     const plaintext = Buffer.from(out.Plaintext);
@@ -149,8 +156,8 @@ export class KmsEnvelopeEncryption implements TokenSealer {
     return plaintext;
   }
 
-  async open(sealed: SealedToken, context: SealContext): Promise<string> {
-    const key = await this.openingKey(sealed.encryptedKey, context);
+  async open(sealed: SealedToken, context: SealContext, options?: CallOptions): Promise<string> {
+    const key = await this.openingKey(sealed.encryptedKey, context, options);
     const raw = Buffer.from(sealed.ciphertext, 'base64');
     if (raw.length <= IV_BYTES + TAG_BYTES) throw new StoreError('sealed token is truncated');
     try {

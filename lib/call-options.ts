@@ -1,0 +1,14 @@
+/**
+ * Options every store adapter call accepts. `signal` is the request's time budget: the handler derives it from
+ * the Lambda context (functions/request-budget.ts) and lib passes it on to each AWS SDK call (`abortSignal`),
+ * so that no call outlives the request. lib never reads the Lambda context itself.
+ */
+export interface CallOptions {
+  /** Aborts the call when the request's budget runs out; the call then fails with a StoreTimeoutError. */
+  signal?: AbortSignal;
+}
+
+/** The SDK `send` options for a call: the abort signal, when there is one. */
+export function sendOptions(options: CallOptions | undefined): { abortSignal?: AbortSignal } {
+  return options?.signal ? { abortSignal: options.signal } : {};
+}
