@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
-import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { callerOf } from '../lib/audit';
 import { MethodNotAllowedError } from '../lib/errors';
 import { allowedMethods, bodyLimit, httpErrors, jsonResponse } from '../lib/http';
@@ -10,6 +10,7 @@ import { buildOpenApiDocument } from '../lib/openapi';
 import type { VersionedView } from '../lib/service-admin';
 import { ServiceNameSchema } from '../lib/service-config';
 import { parseOrThrow } from '../lib/validation';
+import { answerBeforeLambdaTimeout, requestBudget } from './request-budget';
 import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
@@ -32,7 +33,7 @@ function ifMatchOf(event: APIGatewayProxyEvent): string | undefined {
 let apiDocs: Record<string, unknown> | undefined;
 
 /** `/api/v2/system/service[/{name}]`: register and manage services; `/api/v2/api_docs`: the OpenAPI document. */
-async function systemService(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+async function systemService(event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult> {
   // Every line logged for this request (the audit lines of lib/service-admin.ts included) names the caller.
   runtime.logger.appendKeys({ caller: callerOf(event) });
   if (event.resource === '/api/v2/api_docs') {
@@ -43,12 +44,14 @@ async function systemService(event: APIGatewayProxyEvent): Promise<APIGatewayPro
   }
   const name = event.pathParameters?.name;
   const body = event.body as unknown;
+  // The time this request may use: every AWS call of it is aborted when it runs out (lib gets it as data).
+  const budget = requestBudget(event, context);
   if (name === undefined) {
     switch (event.httpMethod) {
       case 'GET':
-        return jsonResponse(200, { resource: await runtime.admin.list() });
+        return jsonResponse(200, { resource: await runtime.admin.list(budget) });
       case 'POST': {
-        const result = await runtime.admin.create(body);
+        const result = await runtime.admin.create(body, budget);
         return result.kind === 'single'
           ? serviceResponse(201, result.created)
           : jsonResponse(201, { resource: result.services });
@@ -60,11 +63,11 @@ async function systemService(event: APIGatewayProxyEvent): Promise<APIGatewayPro
   const service = parseOrThrow(ServiceNameSchema, name, 'name');
   switch (event.httpMethod) {
     case 'GET':
-      return serviceResponse(200, await runtime.admin.get(service));
+      return serviceResponse(200, await runtime.admin.get(service, budget));
     case 'PATCH':
-      return serviceResponse(200, await runtime.admin.update(service, body, ifMatchOf(event)));
+      return serviceResponse(200, await runtime.admin.update(service, body, ifMatchOf(event), budget));
     case 'DELETE':
-      return serviceResponse(200, await runtime.admin.delete(service, ifMatchOf(event)));
+      return serviceResponse(200, await runtime.admin.delete(service, ifMatchOf(event), budget));
     default:
       throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, [
         'GET',
@@ -91,7 +94,7 @@ function jsonBodyOnWrite(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyR
   };
 }
 
-export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
+export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>(answerBeforeLambdaTimeout)
   .use(captureLambdaHandler(runtime.tracer, { captureResponse: false }))
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
   .use(httpErrors({ logger: runtime.logger }))

@@ -1,4 +1,5 @@
-import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
+import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
+import { requestBudget } from './request-budget';
 import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
@@ -23,7 +24,10 @@ const PHYSICAL_ID = 'declared-services';
  * the declaration (or the whole declaration) leaves it registered; delete it through the API when it is no
  * longer wanted. This keeps a rollback or a stack deletion from taking working services away from callers.
  */
-export async function handler(event: CloudFormationCustomResourceEvent): Promise<OnEventResponse> {
+export async function handler(
+  event: CloudFormationCustomResourceEvent,
+  context?: Context,
+): Promise<OnEventResponse> {
   if (event.RequestType === 'Delete') {
     runtime.logger.info('declared services retained on delete', { physicalId: event.PhysicalResourceId });
     return { PhysicalResourceId: event.PhysicalResourceId };
@@ -33,10 +37,12 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
   const services = JSON.parse(raw) as unknown;
   if (!Array.isArray(services)) throw new Error('ResourceProperties.Services must be a JSON array');
   const outcomes: Record<string, string> = {};
+  // One budget for the whole declaration: every AWS call stops before the function's timeout.
+  const budget = requestBudget(undefined, context);
   for (const body of services) {
     const name = String((body as { name?: unknown }).name);
     try {
-      outcomes[name] = await runtime.admin.declare(body);
+      outcomes[name] = await runtime.admin.declare(body, budget);
     } catch (error) {
       runtime.logger.error('declaring a service failed', { serviceName: name, error });
       throw new Error(`declaring service "${name}" failed: ${(error as Error).message}`);

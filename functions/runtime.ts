@@ -1,11 +1,9 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
+import { DynamoDbCreateJournal } from '../lib/create-journal';
 import { EntraTokenClient } from '../lib/entra-token-client';
 import { METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
 import { DynamoDbRefreshCoordinator } from '../lib/refresh-coordinator';
@@ -16,12 +14,14 @@ import { DynamoDbServiceRegistry } from '../lib/service-registry';
 import { DynamoDbTokenCache } from '../lib/token-cache';
 import { KmsEnvelopeEncryption } from '../lib/token-encryption';
 import { TokenMemory } from '../lib/token-memory';
+import { createAwsClients } from './aws-clients';
 import { type BrokerEnvironment, readEnvironment } from './config';
 
 /**
  * Everything a handler needs, built once per Lambda container (cold start) from the environment. The AWS SDK
- * clients read `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` themselves, which is how local
- * mode and the tests point these same production adapters at local servers.
+ * clients (all from functions/aws-clients.ts, so every AWS call has a bounded time) read
+ * `AWS_ENDPOINT_URL_DYNAMODB` / `_SECRETS_MANAGER` / `_KMS` themselves, which is how local mode and the tests
+ * point these same production adapters at local servers.
  */
 export interface Runtime {
   env: BrokerEnvironment;
@@ -40,12 +40,10 @@ export interface Runtime {
 export function createRuntime(): Runtime {
   const env = readEnvironment();
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME });
-  // Short timeouts: when DynamoDB is in trouble the flow degrades to memory instead of holding callers.
   const tracer = new Tracer({ serviceName: env.POWERTOOLS_SERVICE_NAME });
-  const dynamodb = new DynamoDBClient({
-    maxAttempts: 2,
-    requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
-  });
+  // Short, enforced timeouts: when DynamoDB hangs or refuses, the flow degrades to memory instead of holding callers.
+  const clients = createAwsClients();
+  const dynamodb = tracer.captureAWSv3Client(clients.dynamodb);
   const powertoolsMetrics = new Metrics({
     namespace: METRICS_NAMESPACE,
     serviceName: env.POWERTOOLS_SERVICE_NAME,
@@ -54,14 +52,13 @@ export function createRuntime(): Runtime {
     count: (name, value = 1) => powertoolsMetrics.addMetric(name, MetricUnit.Count, value),
     milliseconds: (name, value) => powertoolsMetrics.addMetric(name, MetricUnit.Milliseconds, value),
   };
-  const secretsManager = tracer.captureAWSv3Client(new SecretsManagerClient({}));
-  tracer.captureAWSv3Client(dynamodb);
+  const secretsManager = tracer.captureAWSv3Client(clients.secretsManager);
   const registry = new DynamoDbServiceRegistry({
     client: dynamodb,
     tableName: env.TOKEN_BROKER_SERVICES_TABLE,
   });
   const sealer = new KmsEnvelopeEncryption({
-    client: tracer.captureAWSv3Client(new KMSClient({})),
+    client: tracer.captureAWSv3Client(clients.kms),
     keyId: env.TOKEN_BROKER_TOKEN_KEY_ID,
   });
   const cache = new DynamoDbTokenCache({
@@ -105,6 +102,7 @@ export function createRuntime(): Runtime {
       authority,
       logger,
       secretPrefix: env.TOKEN_BROKER_SECRET_PREFIX,
+      journal: new DynamoDbCreateJournal({ client: dynamodb, tableName: env.TOKEN_BROKER_SERVICES_TABLE }),
       secretReferences: new SecretReferencePolicy(
         env.TOKEN_BROKER_SECRET_PREFIX,
         env.TOKEN_BROKER_ALLOWED_SECRET_ARNS,

@@ -10,6 +10,7 @@ import { allowedMethods, httpErrors, jsonResponse } from '../lib/http';
 import { ServiceNameSchema } from '../lib/service-config';
 import { tokenResponseBody } from '../lib/token-response';
 import { parseOrThrow } from '../lib/validation';
+import { answerBeforeLambdaTimeout } from './request-budget';
 import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
@@ -51,7 +52,7 @@ async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewa
   return jsonResponse(200, body);
 }
 
-export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
+export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>(answerBeforeLambdaTimeout)
   .use(captureLambdaHandler(runtime.tracer, { captureResponse: false }))
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
   .use(logMetrics(runtime.metrics))

@@ -6,6 +6,11 @@
 export interface CallOptions {
   /** Aborts the call when the request's budget runs out; the call then fails with a StoreTimeoutError. */
   signal?: AbortSignal;
+  /**
+   * When the request's budget runs out (epoch ms, on the clock of the component's injected `now`), for decisions
+   * made before a call: whether one more step still fits.
+   */
+  deadline?: number;
 }
 
 /** The SDK `send` options for a call: the abort signal, when there is one. */

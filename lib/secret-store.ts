@@ -28,8 +28,9 @@ export interface SecretStore {
   /** The secret's ARN, name and tags (DescribeSecret: no value is read); undefined when there is no such secret. */
   describe(arn: string, options?: CallOptions): Promise<SecretDescription | undefined>;
   /**
-   * Deletes a secret: with `recoveryWindowDays` it can be restored until then; without it, at once (used to
-   * undo a secret whose service could not be stored, so nothing is left behind).
+   * Deletes a secret (by ARN or name): with `recoveryWindowDays` it can be restored until then; without it, at
+   * once (used to undo a secret whose service could not be stored, so nothing is left behind). A secret that
+   * does not exist counts as deleted.
    */
   delete(arn: string, options?: CallOptions & { recoveryWindowDays?: number }): Promise<void>;
 }
@@ -110,6 +111,8 @@ export class SecretsManagerSecretStore implements SecretStore {
         sendOptions(options),
       );
     } catch (error) {
+      // Already gone: deleting is idempotent (an undo may run twice, or after a partial create).
+      if (error instanceof ResourceNotFoundException) return;
       throw storeFailure('deleting the service secret failed', error);
     }
   }

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { type AuthorityPolicy, tokenEndpointFor } from './authority';
-import { storedClientSecret } from './credentials/credential';
-import { ConflictError, NotFoundError, PreconditionFailedError, ValidationError } from './errors';
-import { MANAGED_SECRET_TAG, type SecretReferencePolicy } from './secret-reference';
+import type { AuthorityPolicy } from './authority';
+import type { CallOptions } from './call-options';
+import type { CreateJournal } from './create-journal';
+import { NotFoundError, PreconditionFailedError, ValidationError } from './errors';
+import type { SecretReferencePolicy } from './secret-reference';
 import type { SecretStore } from './secret-store';
 import {
   type SecretInput,
@@ -17,11 +18,15 @@ import {
   toEditableInput,
   toServiceView,
 } from './service-config';
+import { type PreparedService, ServiceCreation } from './service-create';
 import type { ServiceRegistry } from './service-registry';
 import type { TokenCache } from './token-cache';
 import { parseOrThrow } from './validation';
 
-/** At most this many services in one `{"resource": [...]}` request. */
+/**
+ * At most this many services in one `{"resource": [...]}` request: at normal AWS latency (three calls each) they
+ * take about 2-3 s, well inside the admin function's 10 s, with time left to undo them all should one fail.
+ */
 export const MAX_SERVICES_PER_REQUEST = 25;
 
 /** Days a deleted service's secret can still be restored (Secrets Manager's minimum is 7). */
@@ -36,6 +41,8 @@ export interface ServiceAdministrationDependencies {
   logger: Logger;
   /** Secrets Manager name prefix, ending in `/`. */
   secretPrefix: string;
+  /** Keeps creates all-or-nothing across a cut-off invocation; without it, only within one (lib-level tests). */
+  journal?: CreateJournal;
   now?: () => number;
   newId?: () => string;
 }
@@ -65,7 +72,9 @@ function unwrap(body: unknown): { items: unknown[]; envelope: boolean } {
       throw new ValidationError('resource: must be a non-empty array of service objects');
     }
     if (resource.length > MAX_SERVICES_PER_REQUEST) {
-      throw new ValidationError(`resource: at most ${MAX_SERVICES_PER_REQUEST} services per request`);
+      throw new ValidationError(
+        `resource: at most ${MAX_SERVICES_PER_REQUEST} services per request (what is sure to be created, or undone, within the request's time); send the rest in further requests`,
+      );
     }
     return { items: resource, envelope: true };
   }
@@ -97,103 +106,53 @@ export class ServiceAdministration {
   private readonly deps: ServiceAdministrationDependencies;
   private readonly now: () => number;
   private readonly newId: () => string;
+  private readonly creation: ServiceCreation;
 
   constructor(deps: ServiceAdministrationDependencies) {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     this.newId = deps.newId ?? randomUUID;
+    this.creation = new ServiceCreation({ ...deps, now: this.now, newId: this.newId });
   }
 
   /**
-   * Checks what cannot be checked by the schema alone: authority host and secret reference (a complete ARN of an
-   * existing secret the service may use; never another service's managed secret).
+   * Creates the services in a request body: one service object, or `{"resource": [...]}`, all or none. All are
+   * validated before anything is written; if one fails to be written, or the request's deadline comes too close,
+   * those written before it are removed again. Creates cut off earlier (Lambda timeout) are undone first.
    */
-  private async checkReferences(
-    name: string,
-    config: ServiceRecord['config'],
-    secret: SecretInput,
-  ): Promise<void> {
-    this.deps.authority.assertAllowed(tokenEndpointFor(config.authority_url, config.tenant_id));
-    if (secret && 'clientSecretArn' in secret) {
-      const arn = secret.clientSecretArn;
-      this.deps.secretReferences.assertAllowed(arn, name);
-      this.deps.secretReferences.assertUsable(arn, await this.deps.secrets.describe(arn), name);
-    }
+  async create(body: unknown, options: CallOptions = {}): Promise<CreateResult> {
+    const { prepared, envelope } = await this.prepare(body, options);
+    await this.creation.undoInterrupted(options);
+    return this.createPrepared(prepared, envelope, options);
   }
 
-  /** Stores the secret a write brings: a new managed secret for a value, a reference for an ARN. */
-  private async storeSecret(
-    name: string,
-    version: string,
-    secret: NonNullable<SecretInput>,
-  ): Promise<SecretReference> {
-    if ('clientSecretArn' in secret) return { arn: secret.clientSecretArn, managed: false };
-    // A fresh secret per version: a write that fails can drop it without touching the secret in use, and a
-    // deleted service's secret keeps its name during its recovery window.
-    const arn = await this.deps.secrets.create(
-      `${this.deps.secretPrefix}${name}/${version}`,
-      storedClientSecret(secret.clientSecret),
-      // The tag marks it as this service's own: no other service may reference it (SecretReferencePolicy).
-      { [MANAGED_SECRET_TAG]: name },
-    );
-    return { arn, managed: true };
-  }
-
-  /**
-   * Creates the services in a request body: one service object, or `{"resource": [...]}`. All are validated
-   * before anything is written; if one fails to be written, those written before it are removed again.
-   */
-  async create(body: unknown): Promise<CreateResult> {
+  /** Validates a create body and checks its references; nothing is written. */
+  private async prepare(
+    body: unknown,
+    options: CallOptions,
+  ): Promise<{ prepared: PreparedService[]; envelope: boolean }> {
     const { items, envelope } = unwrap(body);
     const inputs = items.map((item, i) =>
       parseOrThrow(ServiceInputSchema, item, envelope ? `resource[${i}]` : ''),
     );
     const seen = new Set<string>();
-    const prepared = [];
+    const prepared: PreparedService[] = [];
     for (const input of inputs) {
       if (seen.has(input.name)) throw new ValidationError(`name: "${input.name}" appears more than once`);
       seen.add(input.name);
       const { config, secret } = splitInput(input);
-      await this.checkReferences(input.name, config, secret);
+      await this.creation.checkReferences(input.name, config, secret, options);
       prepared.push({ input, config, secret: secret as NonNullable<SecretInput> });
     }
+    return { prepared, envelope };
+  }
 
-    const created: ServiceRecord[] = [];
-    try {
-      for (const { input, config, secret } of prepared) {
-        // Cheap early answer; the conditional write below is what really guards the name.
-        if (await this.deps.registry.get(input.name)) {
-          throw new ConflictError(`a service named "${input.name}" already exists`);
-        }
-        const timestamp = new Date(this.now()).toISOString();
-        const version = this.newId();
-        const record: ServiceRecord = {
-          name: input.name,
-          label: input.label ?? input.name,
-          description: input.description ?? '',
-          type: input.type,
-          is_active: input.is_active,
-          config,
-          secret: await this.storeSecret(input.name, version, secret),
-          version,
-          created_at: timestamp,
-          updated_at: timestamp,
-        };
-        try {
-          await this.deps.registry.create(record);
-        } catch (error) {
-          // The write may have been applied even though it reported failure (a lost response): remove our
-          // record first, or it would be left pointing at a deleted secret. Someone else's record is kept.
-          await this.deps.registry.delete(record.name, record.version).catch(() => undefined);
-          await this.dropSecret(record.secret, record.name, 'now');
-          throw error;
-        }
-        created.push(record);
-      }
-    } catch (error) {
-      await this.rollBack(created);
-      throw error;
-    }
+  private async createPrepared(
+    prepared: readonly PreparedService[],
+    envelope: boolean,
+    options: CallOptions,
+  ): Promise<CreateResult> {
+    const created = await this.creation.createAll(prepared, options);
     for (const record of created) {
       this.deps.logger.info('audit: service created', {
         serviceName: record.name,
@@ -214,12 +173,17 @@ export class ServiceAdministration {
    * Applies a partial update. `ifMatch` (the ETag the caller read) makes a stale write fail with 412; without it,
    * a concurrent write between our read and our write still fails (409) rather than being silently lost.
    */
-  async update(name: string, body: unknown, ifMatch?: string): Promise<VersionedView> {
+  async update(
+    name: string,
+    body: unknown,
+    ifMatch?: string,
+    options: CallOptions = {},
+  ): Promise<VersionedView> {
     const patch = parseOrThrow(ServicePatchSchema, body);
     if (patch.name !== undefined && patch.name !== name) {
       throw new ValidationError('name: a service cannot be renamed; create a new one and delete this one');
     }
-    const current = await this.deps.registry.get(name);
+    const current = await this.deps.registry.get(name, options);
     if (!current) throw new NotFoundError(`service "${name}" does not exist`);
     if (ifMatch !== undefined && ifMatch !== current.version) {
       throw new PreconditionFailedError(
@@ -234,7 +198,7 @@ export class ServiceAdministration {
     const { config: _ignored, ...patchTop } = patch;
     const merged = parseOrThrow(ServiceMergedSchema, { ...base, ...patchTop, config: mergedConfig });
     const { config, secret } = splitInput(merged);
-    await this.checkReferences(name, config, secret);
+    await this.creation.checkReferences(name, config, secret, options);
 
     const version = this.newId();
     const next: ServiceRecord = {
@@ -243,12 +207,12 @@ export class ServiceAdministration {
       description: merged.description ?? current.description,
       is_active: merged.is_active,
       config,
-      secret: secret ? await this.storeSecret(name, version, secret) : current.secret,
+      secret: secret ? await this.creation.storeSecret(name, version, secret, options) : current.secret,
       version,
       updated_at: new Date(this.now()).toISOString(),
     };
     try {
-      await this.deps.registry.replace(next, current.version);
+      await this.deps.registry.replace(next, current.version, options);
     } catch (error) {
       if (next.secret.arn !== current.secret.arn) await this.dropSecret(next.secret, name, 'now');
       throw error;
@@ -266,8 +230,8 @@ export class ServiceAdministration {
   }
 
   /** Deletes a service, its cached tokens, and its managed secret (restorable for 7 days). */
-  async delete(name: string, ifMatch?: string): Promise<VersionedView> {
-    const current = await this.deps.registry.get(name);
+  async delete(name: string, ifMatch?: string, options: CallOptions = {}): Promise<VersionedView> {
+    const current = await this.deps.registry.get(name, options);
     if (!current) throw new NotFoundError(`service "${name}" does not exist`);
     if (ifMatch !== undefined && ifMatch !== current.version) {
       throw new PreconditionFailedError(
@@ -275,23 +239,11 @@ export class ServiceAdministration {
       );
     }
     // The configuration goes first: from that moment no instance serves the service, whatever happens next.
-    await this.deps.registry.delete(name, current.version);
+    await this.deps.registry.delete(name, current.version, options);
     await this.clearQuietly(name);
     await this.dropSecret(current.secret, name, 'recoverable');
     this.deps.logger.info('audit: service deleted', { serviceName: name, version: current.version });
     return { service: toServiceView(current), version: current.version };
-  }
-
-  private async rollBack(created: readonly ServiceRecord[]): Promise<void> {
-    for (const record of created) {
-      try {
-        await this.deps.registry.delete(record.name, record.version);
-      } catch (error) {
-        this.deps.logger.error('rollback: service not removed', { serviceName: record.name, error });
-        continue;
-      }
-      await this.dropSecret(record.secret, record.name, 'now');
-    }
   }
 
   private async clearQuietly(name: string): Promise<void> {
@@ -330,11 +282,13 @@ export class ServiceAdministration {
    * any field differs, and leaves it alone otherwise. A declared `client_secret` value cannot be compared with the
    * stored one without reading it, so declaring one always updates (rotates) the secret.
    */
-  async declare(body: unknown): Promise<'created' | 'updated' | 'unchanged'> {
+  async declare(body: unknown, options: CallOptions = {}): Promise<'created' | 'updated' | 'unchanged'> {
     const input = parseOrThrow(ServiceInputSchema, body);
-    const current = await this.deps.registry.get(input.name);
+    const current = await this.deps.registry.get(input.name, options);
     if (!current) {
-      await this.create(body);
+      // Not create(): the declaring function may not scan the table for interrupted creates.
+      const { prepared } = await this.prepare(body, options);
+      await this.createPrepared(prepared, false, options);
       return 'created';
     }
     const { config, secret } = splitInput(input);
@@ -358,29 +312,34 @@ export class ServiceAdministration {
     for (const field of ['authority_url', 'user_scopes', 'redirect_uri', 'return_to_hosts', 'prompt']) {
       if (patchConfig[field] === undefined) patchConfig[field] = null;
     }
-    await this.update(input.name, {
-      ...patch,
-      label: desired.label,
-      description: desired.description,
-      is_active: desired.is_active,
-      config: {
-        ...patchConfig,
-        grant_type: config.grant_type,
-        scopes: config.scopes,
-        is_client_credentials: config.is_client_credentials,
+    await this.update(
+      input.name,
+      {
+        ...patch,
+        label: desired.label,
+        description: desired.description,
+        is_active: desired.is_active,
+        config: {
+          ...patchConfig,
+          grant_type: config.grant_type,
+          scopes: config.scopes,
+          is_client_credentials: config.is_client_credentials,
+        },
       },
-    });
+      undefined,
+      options,
+    );
     return 'updated';
   }
 
   /** Every service, without secrets. */
-  async list(): Promise<ServiceView[]> {
-    return (await this.deps.registry.list()).map(toServiceView);
+  async list(options: CallOptions = {}): Promise<ServiceView[]> {
+    return (await this.deps.registry.list(options)).map(toServiceView);
   }
 
   /** One service, without its secret; NotFoundError when it does not exist. */
-  async get(name: string): Promise<VersionedView> {
-    const record = await this.deps.registry.get(name);
+  async get(name: string, options: CallOptions = {}): Promise<VersionedView> {
+    const record = await this.deps.registry.get(name, options);
     if (!record) throw new NotFoundError(`service "${name}" does not exist`);
     return { service: toServiceView(record), version: record.version };
   }

@@ -195,7 +195,11 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
           new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
           sendOptions(options),
         );
-        for (const item of out.Items ?? []) records.push(fromItem(item));
+        for (const item of out.Items ?? []) {
+          // Journal items of creates in progress live in the same table (lib/create-journal.ts).
+          if (item[SERVICES_TABLE.partitionKey]?.S?.startsWith(SERVICES_TABLE.journalKeyPrefix)) continue;
+          records.push(fromItem(item));
+        }
         startKey = out.LastEvaluatedKey;
       } while (startKey);
     } catch (error) {

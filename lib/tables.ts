@@ -3,9 +3,14 @@
  * exactly the tables the adapters in lib/ expect.
  */
 
-/** Services table: one item per registered service, keyed by its name. */
+/**
+ * Services table: one item per registered service, keyed by its name. Creates in progress leave one journal
+ * item each beside them (lib/create-journal.ts), keyed `#create#<id>`: no service name can start with `#`.
+ */
 export const SERVICES_TABLE = {
   partitionKey: 'name',
+  /** Key prefix of create journal items; every reader of services skips keys with it. */
+  journalKeyPrefix: '#create#',
 } as const;
 
 /**

@@ -12,9 +12,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { createAwsClients } from '../functions/aws-clients';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../lib/errors';
 import { errorResponse } from '../lib/http';
 import { type FunctionName, matchRoute } from '../lib/routes';
@@ -27,6 +26,16 @@ import { seedServiceFromEnvironment } from './seed';
 import { ensureTables } from './tables';
 
 type Handler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+
+/**
+ * The functions' timeouts as the CDK construct deploys them by default (infra/token-broker.ts: the token function
+ * gets the lease wait, 5 s, plus the Entra retry budget plus 5 s for AWS calls; the admin function 10 s). Each
+ * local invocation gets a Lambda context with that much time, so local mode has the deployed deadlines.
+ */
+function functionTimeoutMs(fn: FunctionName): number {
+  if (fn === 'admin') return 10_000;
+  return 5000 + Number(process.env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS ?? 12_000) + 5000;
+}
 
 /** API Gateway's own payload limit is 10 MB; the handlers refuse much less (64 KiB) with a 413. */
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
@@ -123,9 +132,10 @@ async function main(): Promise<void> {
     log(`embedded KMS persisted in ${resolve(dataDir, 'kms')}`);
   }
   // Cached tokens are sealed with a KMS key: locally, one the embedded (or configured) KMS endpoint holds.
-  process.env.TOKEN_BROKER_TOKEN_KEY_ID ??= await ensureLocalKey(new KMSClient({}), LOCAL_KMS_KEY_ALIAS);
+  const clients = createAwsClients();
+  process.env.TOKEN_BROKER_TOKEN_KEY_ID ??= await ensureLocalKey(clients.kms, LOCAL_KMS_KEY_ALIAS);
 
-  await ensureTables(new DynamoDBClient({}), {
+  await ensureTables(clients.dynamodb, {
     servicesTable: process.env.TOKEN_BROKER_SERVICES_TABLE,
     tokenCacheTable: process.env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
   });
@@ -185,7 +195,7 @@ async function main(): Promise<void> {
         apiAccountId: iam?.account,
       });
       const fn = match.route.function;
-      send(res, await handlers[fn](event, localLambdaContext(`token-broker-${fn}`)));
+      send(res, await handlers[fn](event, localLambdaContext(`token-broker-${fn}`, functionTimeoutMs(fn))));
     } catch (error) {
       send(res, errorResponse(error, 'local'));
     }

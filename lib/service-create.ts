@@ -1,0 +1,224 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { type AuthorityPolicy, tokenEndpointFor } from './authority';
+import type { CallOptions } from './call-options';
+import type { CreateJournal, PlannedService } from './create-journal';
+import { storedClientSecret } from './credentials/credential';
+import { ConflictError, DeadlineExceededError } from './errors';
+import { MANAGED_SECRET_TAG, type SecretReferencePolicy } from './secret-reference';
+import type { SecretStore } from './secret-store';
+import type { SecretInput, SecretReference, ServiceInput, ServiceRecord } from './service-config';
+import type { ServiceRegistry } from './service-registry';
+
+/**
+ * Time a create must have left before it starts writing one more service: enough to write it (three calls) and,
+ * should that fail, to undo every service of the request (in parallel), at normal AWS latency with a wide margin.
+ */
+export const CREATE_STEP_RESERVE_MS = 2000;
+
+/**
+ * How long an intent is kept after its request's deadline before another create undoes it: by then the
+ * invocation has certainly ended (the handler answers before its Lambda timeout, which ends it).
+ */
+export const INTENT_GRACE_MS = 60_000;
+
+/** Without a deadline (no Lambda context), an intent is kept for Lambda's longest possible invocation. */
+export const INTENT_DEFAULT_WINDOW_MS = 15 * 60_000;
+
+/** What ServiceCreation needs; the same dependencies as ServiceAdministration. */
+export interface ServiceCreationDependencies {
+  registry: ServiceRegistry;
+  secrets: SecretStore;
+  authority: AuthorityPolicy;
+  secretReferences: SecretReferencePolicy;
+  logger: Logger;
+  secretPrefix: string;
+  /** Without a journal, a create cut off part way is not undone later (lib-level tests only). */
+  journal?: CreateJournal;
+  now: () => number;
+  newId: () => string;
+}
+
+/** A validated service, ready to be written. */
+export interface PreparedService {
+  input: ServiceInput;
+  config: ServiceRecord['config'];
+  secret: NonNullable<SecretInput>;
+}
+
+/**
+ * Writes services and their secrets all-or-nothing: every service of a request is stored, or none is. Within the
+ * invocation a failure undoes what was written; a create that would not finish within the request's deadline
+ * stops in time and undoes itself; and a create cut off anyway (Lambda timeout, crash) leaves a journal intent
+ * that the next create undoes once the invocation has certainly ended.
+ */
+export class ServiceCreation {
+  constructor(private readonly deps: ServiceCreationDependencies) {}
+
+  /** Name of the managed secret of a service version (the tag and this name mark it as the service's own). */
+  managedSecretName(name: string, version: string): string {
+    return `${this.deps.secretPrefix}${name}/${version}`;
+  }
+
+  /**
+   * Checks what cannot be checked by the schema alone: authority host and secret reference (a complete ARN of an
+   * existing secret the service may use; never another service's managed secret).
+   */
+  async checkReferences(
+    name: string,
+    config: ServiceRecord['config'],
+    secret: SecretInput,
+    options?: CallOptions,
+  ): Promise<void> {
+    this.deps.authority.assertAllowed(tokenEndpointFor(config.authority_url, config.tenant_id));
+    if (secret && 'clientSecretArn' in secret) {
+      const arn = secret.clientSecretArn;
+      this.deps.secretReferences.assertAllowed(arn, name);
+      this.deps.secretReferences.assertUsable(arn, await this.deps.secrets.describe(arn, options), name);
+    }
+  }
+
+  /** Stores the secret a write brings: a new managed secret for a value, a reference for an ARN. */
+  async storeSecret(
+    name: string,
+    version: string,
+    secret: NonNullable<SecretInput>,
+    options?: CallOptions,
+  ): Promise<SecretReference> {
+    if ('clientSecretArn' in secret) return { arn: secret.clientSecretArn, managed: false };
+    // A fresh secret per version: a write that fails can drop it without touching the secret in use, and a
+    // deleted service's secret keeps its name during its recovery window.
+    const arn = await this.deps.secrets.create(
+      this.managedSecretName(name, version),
+      storedClientSecret(secret.clientSecret),
+      // The tag marks it as this service's own: no other service may reference it (SecretReferencePolicy).
+      { [MANAGED_SECRET_TAG]: name },
+      options,
+    );
+    return { arn, managed: true };
+  }
+
+  /** Refuses to start writing one more service when the request's deadline is too close to finish or undo it. */
+  private assertTimeLeft(options: CallOptions): void {
+    if (options.deadline === undefined || this.deps.now() + CREATE_STEP_RESERVE_MS <= options.deadline)
+      return;
+    throw new DeadlineExceededError(
+      'the request ran out of time before every service was created, so none was; send fewer services per request',
+    );
+  }
+
+  /**
+   * Writes the prepared services, all or none. The journal intent is written before the first write and ended
+   * after the last: between the two, a cut-off invocation leaves it for {@link undoInterrupted}.
+   */
+  async createAll(prepared: readonly PreparedService[], options: CallOptions = {}): Promise<ServiceRecord[]> {
+    const planned = prepared.map((p) => ({ ...p, version: this.deps.newId() }));
+    const services: PlannedService[] = planned.map((p) => ({
+      name: p.input.name,
+      version: p.version,
+      managedSecret: 'clientSecret' in p.secret,
+    }));
+    const intentId = this.deps.newId();
+    const expiresAt = (options.deadline ?? this.deps.now() + INTENT_DEFAULT_WINDOW_MS) + INTENT_GRACE_MS;
+    await this.deps.journal?.begin({ id: intentId, services, expiresAt }, options);
+
+    const created: ServiceRecord[] = [];
+    let attempted = 0;
+    try {
+      for (const { input, config, secret, version } of planned) {
+        this.assertTimeLeft(options);
+        attempted++;
+        // Cheap early answer; the conditional write below is what really guards the name.
+        if (await this.deps.registry.get(input.name, options)) {
+          throw new ConflictError(`a service named "${input.name}" already exists`);
+        }
+        const timestamp = new Date(this.deps.now()).toISOString();
+        const record: ServiceRecord = {
+          name: input.name,
+          label: input.label ?? input.name,
+          description: input.description ?? '',
+          type: input.type,
+          is_active: input.is_active,
+          config,
+          secret: await this.storeSecret(input.name, version, secret, options),
+          version,
+          created_at: timestamp,
+          updated_at: timestamp,
+        };
+        await this.deps.registry.create(record, options);
+        created.push(record);
+      }
+      await this.deps.journal?.end(intentId, options);
+    } catch (error) {
+      // Without the request's signal: it may be what failed. Each call is still bounded by the client's limits.
+      await this.undo(services.slice(0, attempted));
+      await this.deps.journal?.end(intentId).catch((cause: unknown) => {
+        this.deps.logger.warn('create intent not removed; the next create removes it', {
+          intentId,
+          error: cause,
+        });
+      });
+      throw error;
+    }
+    return created;
+  }
+
+  /**
+   * Undoes the creates whose invocation was cut off before it finished (their intent expired without being
+   * ended): removes every service and managed secret they planned, as far as it was written. Best effort: a
+   * failure is logged and left for the next create.
+   */
+  async undoInterrupted(options: CallOptions = {}): Promise<void> {
+    if (!this.deps.journal) return;
+    try {
+      for (const intent of await this.deps.journal.expired(this.deps.now(), options)) {
+        await this.undo(intent.services);
+        await this.deps.journal.end(intent.id, options);
+        this.deps.logger.warn('audit: interrupted create undone', {
+          intentId: intent.id,
+          serviceNames: intent.services.map((s) => s.name),
+        });
+      }
+    } catch (error) {
+      this.deps.logger.warn('interrupted creates not undone yet; the next create tries again', { error });
+    }
+  }
+
+  /** Removes what the planned services left behind, in parallel; idempotent. */
+  private async undo(services: readonly PlannedService[]): Promise<void> {
+    await Promise.all(services.map((s) => this.undoOne(s)));
+  }
+
+  private async undoOne(planned: PlannedService): Promise<void> {
+    const secretName = this.managedSecretName(planned.name, planned.version);
+    let secretInUse = false;
+    try {
+      // Only our record (this exact version) goes: the write may have been applied even if it reported failure.
+      await this.deps.registry.delete(planned.name, planned.version);
+    } catch (error) {
+      if (!(error instanceof ConflictError)) {
+        this.deps.logger.error('rollback: service not removed', { serviceName: planned.name, error });
+        return;
+      }
+      // Not at our version: never written, someone else's, or changed since. Keep the secret if it is in use.
+      let current: ServiceRecord | undefined;
+      try {
+        current = await this.deps.registry.get(planned.name);
+      } catch (cause) {
+        this.deps.logger.error('rollback: secret kept, its service could not be read', {
+          serviceName: planned.name,
+          secretName,
+          error: cause,
+        });
+        return;
+      }
+      secretInUse = current?.secret.arn.includes(`:secret:${secretName}-`) === true;
+    }
+    if (!planned.managedSecret || secretInUse) return;
+    try {
+      // By name: the create may have been cut off before CreateSecret's answer (and ARN) arrived.
+      await this.deps.secrets.delete(secretName);
+    } catch (error) {
+      this.deps.logger.error('orphan secret left behind', { serviceName: planned.name, secretName, error });
+    }
+  }
+}
