@@ -150,13 +150,15 @@ export class ServiceCreation {
       await this.deps.journal?.end(intentId, options);
     } catch (error) {
       // Without the request's signal: it may be what failed. Each call is still bounded by the client's limits.
-      await this.undo(services.slice(0, attempted));
-      await this.deps.journal?.end(intentId).catch((cause: unknown) => {
-        this.deps.logger.warn('create intent not removed; the next create removes it', {
-          intentId,
-          error: cause,
+      // If anything could not be removed, the intent stays, and a later create finishes the job.
+      if (await this.undo(services.slice(0, attempted))) {
+        await this.deps.journal?.end(intentId).catch((cause: unknown) => {
+          this.deps.logger.warn('create intent not removed; a later create removes it', {
+            intentId,
+            error: cause,
+          });
         });
-      });
+      }
       throw error;
     }
     return created;
@@ -171,7 +173,7 @@ export class ServiceCreation {
     if (!this.deps.journal) return;
     try {
       for (const intent of await this.deps.journal.expired(this.deps.now(), options)) {
-        await this.undo(intent.services);
+        if (!(await this.undo(intent.services))) continue;
         await this.deps.journal.end(intent.id, options);
         this.deps.logger.warn('audit: interrupted create undone', {
           intentId: intent.id,
@@ -183,12 +185,12 @@ export class ServiceCreation {
     }
   }
 
-  /** Removes what the planned services left behind, in parallel; idempotent. */
-  private async undo(services: readonly PlannedService[]): Promise<void> {
-    await Promise.all(services.map((s) => this.undoOne(s)));
+  /** Removes what the planned services left behind, in parallel; idempotent. True when nothing is left. */
+  private async undo(services: readonly PlannedService[]): Promise<boolean> {
+    return (await Promise.all(services.map((s) => this.undoOne(s)))).every(Boolean);
   }
 
-  private async undoOne(planned: PlannedService): Promise<void> {
+  private async undoOne(planned: PlannedService): Promise<boolean> {
     const secretName = this.managedSecretName(planned.name, planned.version);
     let secretInUse = false;
     try {
@@ -197,7 +199,7 @@ export class ServiceCreation {
     } catch (error) {
       if (!(error instanceof ConflictError)) {
         this.deps.logger.error('rollback: service not removed', { serviceName: planned.name, error });
-        return;
+        return false;
       }
       // Not at our version: never written, someone else's, or changed since. Keep the secret if it is in use.
       let current: ServiceRecord | undefined;
@@ -209,16 +211,18 @@ export class ServiceCreation {
           secretName,
           error: cause,
         });
-        return;
+        return false;
       }
       secretInUse = current?.secret.arn.includes(`:secret:${secretName}-`) === true;
     }
-    if (!planned.managedSecret || secretInUse) return;
+    if (!planned.managedSecret || secretInUse) return true;
     try {
       // By name: the create may have been cut off before CreateSecret's answer (and ARN) arrived.
       await this.deps.secrets.delete(secretName);
+      return true;
     } catch (error) {
-      this.deps.logger.error('orphan secret left behind', { serviceName: planned.name, secretName, error });
+      this.deps.logger.error('secret not removed yet', { serviceName: planned.name, secretName, error });
+      return false;
     }
   }
 }
