@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
-import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import * as z from 'zod';
 import { callerOf, tokenFingerprint } from '../lib/audit';
 import { ValidationError } from '../lib/errors';
@@ -10,7 +10,7 @@ import { allowedMethods, httpErrors, jsonResponse } from '../lib/http';
 import { ServiceNameSchema } from '../lib/service-config';
 import { tokenResponseBody } from '../lib/token-response';
 import { parseOrThrow } from '../lib/validation';
-import { answerBeforeLambdaTimeout } from './request-budget';
+import { answerBeforeLambdaTimeout, requestBudget } from './request-budget';
 import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
@@ -22,16 +22,21 @@ const MinTtlSchema = z.coerce
   .max(3600, 'must be at most 3600');
 
 /** `GET|POST|DELETE /api/v2/{service}/client_credentials`: get a token, force a new one, clear the cache. */
-async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+async function clientCredentials(
+  event: APIGatewayProxyEvent,
+  context: Context,
+): Promise<APIGatewayProxyResult> {
   // Every line logged for this request (audit lines included) names the caller; reset after the request.
   runtime.logger.appendKeys({ caller: callerOf(event) });
   const service = parseOrThrow(ServiceNameSchema, event.pathParameters?.service, 'service');
   const query = event.queryStringParameters ?? {};
   const unknown = Object.keys(query).filter((k) => !QUERY_PARAMETERS.includes(k));
   if (unknown.length > 0) throw new ValidationError(`unknown query parameter: ${unknown.join(', ')}`);
+  // The time this request may use: lib aborts its AWS calls and stops asking Entra when it runs out.
+  const budget = requestBudget(event, context);
 
   if (event.httpMethod === 'DELETE') {
-    const removed = await runtime.tokens.clearTokens(service);
+    const removed = await runtime.tokens.clearTokens(service, budget);
     runtime.logger.info('audit: token cache cleared', { serviceName: service, removed });
     return jsonResponse(200, { success: true, message: 'Token cache cleared successfully.' });
   }
@@ -40,6 +45,7 @@ async function clientCredentials(event: APIGatewayProxyEvent): Promise<APIGatewa
     forceRefresh: event.httpMethod === 'POST',
     minTtlSeconds:
       query.min_ttl === undefined ? undefined : parseOrThrow(MinTtlSchema, query.min_ttl, 'min_ttl'),
+    ...budget,
   });
   const body = tokenResponseBody(result.token, Date.now());
   runtime.logger.info('audit: token served', {

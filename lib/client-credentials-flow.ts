@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { AuthorityPolicy } from './authority';
+import type { CallOptions } from './call-options';
 import { ClientCredentialsGrant, type TokenGrant } from './client-credentials-grant';
 import { EntraRetryPolicy } from './entra-retry-policy';
 import type { EntraTokenClient, IssuedToken } from './entra-token-client';
@@ -69,8 +70,12 @@ export interface ClientCredentialsFlowDependencies {
   random?: () => number;
 }
 
-/** Options of one token request; new per-request options (a deadline, a credential hint) are added here. */
-export interface GetTokenOptions {
+/**
+ * Options of one token request; new per-request options (a credential hint) are added here. `signal` and
+ * `deadline` are the request's time budget (from the handler): every AWS call of the request is aborted when it
+ * runs out, Entra is not asked once it has, and retries and lease waits end with it.
+ */
+export interface GetTokenOptions extends CallOptions {
   /** One of the service's scopes; the service's first scope when omitted. */
   scope?: string;
   /** Skip the cache and ask Entra for a new token (POST). */
@@ -154,8 +159,8 @@ export class ClientCredentialsFlow {
   }
 
   /** Looks the service up and checks that it may use this flow; NotFound, Inactive or GrantNotEnabled otherwise. */
-  private async usableService(name: string): Promise<ServiceRecord> {
-    const service = await this.store.registry.get(name);
+  private async usableService(name: string, call?: CallOptions): Promise<ServiceRecord> {
+    const service = await this.store.registry.get(name, call);
     if (!service) throw new NotFoundError(`service "${name}" does not exist`);
     if (!service.is_active) throw new ServiceInactiveError(`service "${name}" is not active`);
     this.grant.assertAllowed(service);
@@ -164,11 +169,12 @@ export class ClientCredentialsFlow {
 
   /** Returns a token for the service: from the cache (GET) or freshly from Entra (forced, or nothing usable cached). */
   async getToken(name: string, options: GetTokenOptions = {}): Promise<TokenResult> {
+    const call: CallOptions = { signal: options.signal, deadline: options.deadline };
     // The service's cached items are read at the same time as the service itself: a hit costs one round trip.
-    const lookup = options.forceRefresh ? undefined : this.store.cache.lookup(name);
+    const lookup = options.forceRefresh ? undefined : this.store.cache.lookup(name, call);
     // Settled before anything can throw below, so a failed read never becomes an unhandled rejection.
     void lookup?.catch(() => undefined);
-    const service = await this.usableService(name);
+    const service = await this.usableService(name, call);
     const scopes = scopesOf(service.config);
     const scope = options.scope ?? (scopes[0] as string);
     if (!scopes.includes(scope)) {
@@ -195,7 +201,7 @@ export class ClientCredentialsFlow {
     }
 
     const mode: Mode = options.forceRefresh ? 'force' : 'request';
-    const token = await this.singleFlight(key, () => this.obtain(service, key, mode, minTtlMs));
+    const token = await this.singleFlight(key, () => this.obtain(service, key, mode, minTtlMs, call));
     this.metrics.count(options.forceRefresh ? 'CacheRefresh' : 'CacheMiss');
     return { token, cache: options.forceRefresh ? 'refresh' : 'miss' };
   }
@@ -260,10 +266,10 @@ export class ClientCredentialsFlow {
   }
 
   /** Removes every cached token (and lease and cool-down) of the service. The service must exist (404 otherwise). */
-  async clearTokens(name: string): Promise<number> {
-    const service = await this.deps.registry.get(name);
+  async clearTokens(name: string, call?: CallOptions): Promise<number> {
+    const service = await this.deps.registry.get(name, call);
     if (!service) throw new NotFoundError(`service "${name}" does not exist`);
-    return this.store.cache.clear(name);
+    return this.store.cache.clear(name, call);
   }
 
   private singleFlight(key: CacheKey, run: () => Promise<CachedToken>): Promise<CachedToken> {
@@ -302,73 +308,95 @@ export class ClientCredentialsFlow {
   /**
    * Gets a token from Entra under the cross-instance lease. Without the lease, a request waits (bounded) for the
    * holder's token and then, if none came, asks Entra itself; a background refresh simply leaves it to the holder.
+   * `call` is the request's budget (none for a background refresh: it outlives the request).
    */
   private async obtain(
     service: ServiceRecord,
     key: CacheKey,
     mode: 'background',
     minTtlMs: number,
+    call?: CallOptions,
   ): Promise<CachedToken | undefined>;
   private async obtain(
     service: ServiceRecord,
     key: CacheKey,
     mode: Mode,
     minTtlMs: number,
+    call?: CallOptions,
   ): Promise<CachedToken>;
   private async obtain(
     service: ServiceRecord,
     key: CacheKey,
     mode: Mode,
     minTtlMs: number,
+    call?: CallOptions,
   ): Promise<CachedToken | undefined> {
-    await this.retries.assertNotCoolingDown(key);
+    await this.retries.assertNotCoolingDown(key, call);
 
     const holder = randomUUID();
-    if (!(await this.store.coordinator.acquire(key, holder, this.settings.leaseTtlMs))) {
+    if (!(await this.store.coordinator.acquire(key, holder, this.settings.leaseTtlMs, call))) {
       // A background refresh leaves it to the holder: callers are being served the valid token meanwhile.
       if (mode === 'background') return undefined;
       // A forced refresh wants a token newer than any in flight: waiting for the holder's would not give one.
-      if (mode === 'force') return this.fetchAndStore(service, key);
-      const token = await this.waitForHolder(key, mode, minTtlMs);
+      if (mode === 'force') return this.fetchAndStore(service, key, call);
+      const token = await this.waitForHolder(key, mode, minTtlMs, call);
       if (token) return token;
       this.metrics.count('LeaseWaitTimeouts');
       // The holder may have been refused meanwhile: pass its refusal on rather than asking Entra again.
-      await this.retries.assertNotCoolingDown(key);
-      return this.fetchAndStore(service, key);
+      await this.retries.assertNotCoolingDown(key, call);
+      return this.fetchAndStore(service, key, call);
     }
     try {
       // Another instance may have finished between our cache read and our lease.
-      const fresh = await this.store.cache.get(key);
+      const fresh = await this.store.cache.get(key, call);
       if (this.satisfies(fresh, mode, minTtlMs)) return fresh;
-      return await this.fetchAndStore(service, key);
+      return await this.fetchAndStore(service, key, call);
     } finally {
-      await this.store.coordinator.release(key, holder);
+      // With the request's signal: once its budget is spent, the lease is left to expire (leaseTtlMs).
+      await this.store.coordinator.release(key, holder, call);
     }
   }
 
-  /** Polls the cache for the lease holder's token for up to the lease wait; undefined when none came. */
-  private async waitForHolder(key: CacheKey, mode: Mode, minTtlMs: number): Promise<CachedToken | undefined> {
+  /**
+   * Polls the cache for the lease holder's token for up to the lease wait (never past the request's deadline);
+   * undefined when none came.
+   */
+  private async waitForHolder(
+    key: CacheKey,
+    mode: Mode,
+    minTtlMs: number,
+    call?: CallOptions,
+  ): Promise<CachedToken | undefined> {
     this.metrics.count('LeaseWaits');
-    const deadline = this.now() + this.settings.leaseWaitMs;
-    while (this.now() < deadline) {
+    const deadline = Math.min(
+      this.now() + this.settings.leaseWaitMs,
+      call?.deadline ?? Number.POSITIVE_INFINITY,
+    );
+    while (this.now() < deadline && !call?.signal?.aborted) {
       await this.sleep(this.settings.leasePollMs);
-      const token = await this.store.cache.get(key);
+      const token = await this.store.cache.get(key, call);
       if (this.satisfies(token, mode, minTtlMs)) return token;
       // DynamoDB trouble while waiting: the holder's token cannot reach us; stop waiting and fetch directly.
       if (this.store.failing) return undefined;
       // The holder was refused: its waiters get the refusal now, not after the whole wait.
-      await this.retries.assertNotCoolingDown(key);
+      await this.retries.assertNotCoolingDown(key, call);
     }
     return undefined;
   }
 
   /** Asks Entra (with retries) and stores the token; a failed write leaves it in this process's memory. */
-  private async fetchAndStore(service: ServiceRecord, key: CacheKey): Promise<CachedToken> {
-    const issued = await this.retries.request(key, (freshCredential) =>
-      this.grant.prepare(service, key.scope, { freshCredential }),
+  private async fetchAndStore(
+    service: ServiceRecord,
+    key: CacheKey,
+    call?: CallOptions,
+  ): Promise<CachedToken> {
+    const issued = await this.retries.request(
+      key,
+      (freshCredential) => this.grant.prepare(service, key.scope, { freshCredential, ...call }),
+      call,
     );
     const token = this.cachedTokenOf(issued, key);
-    await this.store.cache.put(key, token);
+    await this.store.cache.put(key, token, call);
     return token;
   }
 

@@ -1,11 +1,15 @@
 import { type AuthorityPolicy, tokenEndpointFor } from './authority';
+import type { CallOptions } from './call-options';
 import type { EntraTokenClient, IssuedToken } from './entra-token-client';
 import { GrantNotEnabledError } from './errors';
 import type { SecretCache } from './secret-cache';
 import { allowsClientCredentials, type ServiceRecord } from './service-config';
 
-/** One token request, ready to send: the retry policy sends it with what is left of its budget. */
-export type PreparedRequest = (timeoutMs: number) => Promise<IssuedToken>;
+/**
+ * One token request, ready to send: the retry policy sends it with what is left of its budget, and the request's
+ * signal (which aborts it when the request's own budget runs out).
+ */
+export type PreparedRequest = (timeoutMs: number, signal?: AbortSignal) => Promise<IssuedToken>;
 
 /**
  * How tokens of one OAuth grant are obtained from Entra: whether a service may use the grant, and one request.
@@ -17,12 +21,13 @@ export interface TokenGrant {
   assertAllowed(service: ServiceRecord): void;
   /**
    * Everything a request needs before it is sent (endpoint check, credential). Errors here are not Entra's and
-   * are not retried. `freshCredential` reads the credential from the store again (after invalid_client).
+   * are not retried. `freshCredential` reads the credential from the store again (after invalid_client); the
+   * read is bounded by the request's budget (`signal`).
    */
   prepare(
     service: ServiceRecord,
     scope: string,
-    options: { freshCredential: boolean },
+    options: { freshCredential: boolean } & CallOptions,
   ): Promise<PreparedRequest>;
 }
 
@@ -50,21 +55,23 @@ export class ClientCredentialsGrant implements TokenGrant {
   async prepare(
     service: ServiceRecord,
     scope: string,
-    options: { freshCredential: boolean },
+    options: { freshCredential: boolean } & CallOptions,
   ): Promise<PreparedRequest> {
     const tokenEndpoint = tokenEndpointFor(service.config.authority_url, service.config.tenant_id);
     // Checked on every request: the allow-list may have shrunk since the service was created.
     this.options.authority.assertAllowed(tokenEndpoint);
     const credential = await this.options.credentials.credential(service.secret.arn, {
       fresh: options.freshCredential,
+      signal: options.signal,
     });
-    return (timeoutMs) =>
+    return (timeoutMs, signal) =>
       this.options.entra.requestToken({
         tokenEndpoint,
         clientId: service.config.client_id,
         credential,
         scope,
         timeoutMs,
+        signal,
       });
   }
 }

@@ -1,7 +1,9 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
+import type { CallOptions } from './call-options';
 import type { PreparedRequest } from './client-credentials-grant';
 import type { IssuedToken } from './entra-token-client';
 import {
+  DeadlineExceededError,
   IdentityProviderError,
   IdentityProviderTimeoutError,
   IdentityProviderUnavailableError,
@@ -44,8 +46,8 @@ export class EntraRetryPolicy {
   }
 
   /** Throws the remembered refusal while `key` is cooling down after Entra refused it. */
-  async assertNotCoolingDown(key: CacheKey): Promise<void> {
-    const cooldown = await this.options.coordinator.coolingDown(key);
+  async assertNotCoolingDown(key: CacheKey, call?: CallOptions): Promise<void> {
+    const cooldown = await this.options.coordinator.coolingDown(key, call);
     if (!cooldown) return;
     this.options.metrics.count('CooldownRefusals');
     throw new IdentityProviderError(cooldown.message, {
@@ -55,21 +57,28 @@ export class EntraRetryPolicy {
 
   /**
    * Sends the request `prepare` builds, retrying within the budget; `prepare(true)` must re-read the credential.
-   * Throws the last error when the budget is spent or the error is not worth retrying.
+   * Throws the last error when the budget is spent or the error is not worth retrying. The retry budget never
+   * reaches past the request's own (`call`): once that is spent, Entra is not asked (DeadlineExceededError).
    */
   async request(
     key: CacheKey,
     prepare: (freshCredential: boolean) => Promise<PreparedRequest>,
+    call?: CallOptions,
   ): Promise<IssuedToken> {
     const { metrics, logger, now, settings } = this.options;
-    const deadline = now() + settings.retryBudgetMs;
+    const deadline = Math.min(now() + settings.retryBudgetMs, call?.deadline ?? Number.POSITIVE_INFINITY);
     let rereadSecret = false;
     for (let attempt = 0; ; attempt++) {
+      if (now() >= deadline || call?.signal?.aborted) {
+        throw new DeadlineExceededError(
+          'the request ran out of time before the identity provider could be asked',
+        );
+      }
       const send = await prepare(rereadSecret && attempt > 0);
       const started = now();
       try {
         metrics.count('EntraRequests');
-        const issued = await send(Math.max(1, deadline - started));
+        const issued = await send(Math.max(1, deadline - started), call?.signal);
         metrics.milliseconds('EntraLatency', now() - started);
         return issued;
       } catch (error) {
@@ -80,7 +89,7 @@ export class EntraRetryPolicy {
           continue;
         }
         if (wait === undefined || now() + wait >= deadline) {
-          await this.coolDownAfterRefusal(key, error);
+          await this.coolDownAfterRefusal(key, error, call);
           throw error;
         }
         metrics.count('EntraRetries');
@@ -91,13 +100,15 @@ export class EntraRetryPolicy {
   }
 
   /** Remembers Entra's considered refusal (a 4xx with an OAuth error code) for the cool-down. */
-  private async coolDownAfterRefusal(key: CacheKey, error: unknown): Promise<void> {
+  private async coolDownAfterRefusal(key: CacheKey, error: unknown, call?: CallOptions): Promise<void> {
     if (!(error instanceof IdentityProviderError) || error.retryable) return;
     if (typeof error.context?.error !== 'string') return;
-    await this.options.coordinator.coolDown(key, this.options.now() + this.options.settings.cooldownMs, {
-      message: error.message,
-      context: error.context,
-    });
+    await this.options.coordinator.coolDown(
+      key,
+      this.options.now() + this.options.settings.cooldownMs,
+      { message: error.message, context: error.context },
+      call,
+    );
   }
 
   /** Full-jitter exponential backoff: a random delay up to 200 ms × 2^attempt, at most 2 s. */

@@ -17,6 +17,8 @@ export interface TokenRequest {
   scope: string;
   /** Overrides the client's timeout for this request (what is left of a retry budget). */
   timeoutMs?: number;
+  /** The request's budget: aborts the Entra request when it runs out (answered as a timeout). */
+  signal?: AbortSignal;
 }
 
 /** A validated token from Entra, with absolute times in epoch milliseconds. */
@@ -126,7 +128,9 @@ export class EntraTokenClient {
     const client: oauth.Client = { client_id: request.clientId };
     const acquiredAt = this.now();
     const timeoutMs = Math.min(request.timeoutMs ?? this.timeoutMs, this.timeoutMs);
-    const signal = AbortSignal.timeout(timeoutMs);
+    const signal = request.signal
+      ? AbortSignal.any([AbortSignal.timeout(timeoutMs), request.signal])
+      : AbortSignal.timeout(timeoutMs);
 
     let response: Response;
     try {

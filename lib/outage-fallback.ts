@@ -94,9 +94,9 @@ export class OutageFallback {
 
   private registryView(inner: ServiceRegistry): ServiceRegistry {
     return {
-      get: async (name) => {
+      get: async (name, call) => {
         try {
-          const service = await inner.get(name);
+          const service = await inner.get(name, call);
           this.lastCallFailed = false;
           if (service) this.services.set(name, service);
           return service;
@@ -108,10 +108,10 @@ export class OutageFallback {
           return known;
         }
       },
-      create: (record) => inner.create(record),
-      replace: (record, expectedVersion) => inner.replace(record, expectedVersion),
-      delete: (name, expectedVersion) => inner.delete(name, expectedVersion),
-      list: () => inner.list(),
+      create: (record, call) => inner.create(record, call),
+      replace: (record, expectedVersion, call) => inner.replace(record, expectedVersion, call),
+      delete: (name, expectedVersion, call) => inner.delete(name, expectedVersion, call),
+      list: (call) => inner.list(call),
     };
   }
 
@@ -130,63 +130,63 @@ export class OutageFallback {
           : this.remembered(key),
     });
     return {
-      get: async (key) =>
+      get: async (key, call) =>
         this.remember(
           key,
           await this.degradable(
             'token cache read',
-            () => inner.get(key),
+            () => inner.get(key, call),
             () => this.remembered(key),
           ),
         ),
-      lookup: async (service) =>
+      lookup: async (service, call) =>
         lookupOf(
           await this.degradable(
             'token cache read',
-            () => inner.lookup(service),
+            () => inner.lookup(service, call),
             () => undefined,
           ),
         ),
-      put: async (key, token) => {
+      put: async (key, token, call) => {
         this.remember(key, token);
         await this.degradable(
           'token cache write',
-          () => inner.put(key, token),
+          () => inner.put(key, token, call),
           () => undefined,
         );
       },
-      touch: (key, at) => inner.touch(key, at),
-      clear: async (service) => {
+      touch: (key, at, call) => inner.touch(key, at, call),
+      clear: async (service, call) => {
         for (const k of [...this.tokens.keys()]) if (k.startsWith(`${service}\u0000`)) this.tokens.delete(k);
-        return inner.clear(service);
+        return inner.clear(service, call);
       },
     };
   }
 
   private coordinatorView(inner: RefreshCoordinator): RefreshCoordinator {
     return {
-      acquire: (key, holder, ttlMs) =>
+      acquire: (key, holder, ttlMs, call) =>
         this.degradable(
           'lease write',
-          () => inner.acquire(key, holder, ttlMs),
+          () => inner.acquire(key, holder, ttlMs, call),
           () => true,
         ),
-      release: (key, holder) =>
+      release: (key, holder, call) =>
         this.degradable(
           'lease release',
-          () => inner.release(key, holder),
+          () => inner.release(key, holder, call),
           () => undefined,
         ),
-      coolDown: (key, until, error: CooldownError) =>
+      coolDown: (key, until, error: CooldownError, call) =>
         this.degradable(
           'cool-down write',
-          () => inner.coolDown(key, until, error),
+          () => inner.coolDown(key, until, error, call),
           () => undefined,
         ),
-      coolingDown: (key) =>
+      coolingDown: (key, call) =>
         this.degradable(
           'cool-down read',
-          () => inner.coolingDown(key),
+          () => inner.coolingDown(key, call),
           () => undefined,
         ),
     };

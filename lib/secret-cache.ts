@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import type { CallOptions } from './call-options';
 import { type ClientCredential, credentialFromSecret } from './credentials/credential';
 import type { SecretStore } from './secret-store';
 
@@ -35,10 +36,10 @@ export class SecretCache {
   }
 
   /** The credential kept in secret `arn`; read from the store when not held, expired, or `fresh` is asked for. */
-  async credential(arn: string, options: { fresh?: boolean } = {}): Promise<ClientCredential> {
+  async credential(arn: string, options: { fresh?: boolean } & CallOptions = {}): Promise<ClientCredential> {
     const held = options.fresh ? undefined : this.credentials.get(arn);
     if (held) return held;
-    const credential = credentialFromSecret(await this.secrets.read(arn));
+    const credential = credentialFromSecret(await this.secrets.read(arn, { signal: options.signal }));
     if (this.ttlMs > 0) this.credentials.set(arn, credential);
     return credential;
   }

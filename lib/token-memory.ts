@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import type { CallOptions } from './call-options';
 import type { GetTokenOptions, TokenResult } from './client-credentials-flow';
 import { type MetricsSink, NO_METRICS } from './metrics';
 import { isServable } from './token-cache';
@@ -6,7 +7,7 @@ import { isServable } from './token-cache';
 /** What the memory tier sits in front of: the token flow (lib/client-credentials-flow.ts). */
 export interface TokenSource {
   getToken(name: string, options?: GetTokenOptions): Promise<TokenResult>;
-  clearTokens(name: string): Promise<number>;
+  clearTokens(name: string, call?: CallOptions): Promise<number>;
 }
 
 export interface TokenMemoryOptions {
@@ -96,14 +97,15 @@ export class TokenMemory implements TokenSource {
     if (remembered) return remembered;
     const running = this.reads.get(key);
     if (running && this.now() - running.startedAt < this.boundMs) return running.promise;
-    return this.read(name, key, options.scope).promise;
+    return this.read(name, key, options.scope, { signal: options.signal, deadline: options.deadline })
+      .promise;
   }
 
   /** Drops the service's entries here and clears its cached tokens (every instance stops within the bound). */
-  async clearTokens(name: string): Promise<number> {
+  async clearTokens(name: string, call?: CallOptions): Promise<number> {
     this.forget(name);
     try {
-      return await this.source.clearTokens(name);
+      return await this.source.clearTokens(name, call);
     } finally {
       // Reads that started while the clear ran may have seen the old items.
       this.forget(name);
@@ -137,9 +139,12 @@ export class TokenMemory implements TokenSource {
     return { token, cache: 'hit' };
   }
 
-  /** One plain read of `key` through the flow, shared by whoever asks for the same key while it runs. */
-  private read(name: string, key: string, scope: string | undefined): Read {
-    const read = this.readThrough(name, key, scope === undefined ? {} : { scope });
+  /**
+   * One plain read of `key` through the flow, shared by whoever asks for the same key while it runs; bounded by
+   * the budget of the request that started it (`call`; none for a background re-read).
+   */
+  private read(name: string, key: string, scope: string | undefined, call?: CallOptions): Read {
+    const read = this.readThrough(name, key, { ...(scope === undefined ? {} : { scope }), ...call });
     this.reads.set(key, read);
     void read.promise
       .finally(() => {

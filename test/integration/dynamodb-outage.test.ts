@@ -1,3 +1,4 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { ClientCredentialsFlow } from '../../lib/client-credentials-flow';
 import { type DynamoDbLocal, startDynamoDbLocal } from '../fixtures/dynamodb-local';
 import {
@@ -14,6 +15,14 @@ import {
  * run) so that it can be stopped; the flows use a DynamoDB client built like functions/runtime.ts builds it
  * (two attempts, short timeouts), so that every failing call fails fast.
  */
+
+/** A client without call limits, for setting up: a freshly started DynamoDB Local may answer its first calls slowly. */
+const setupClient = (endpoint: string) =>
+  new DynamoDBClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
 
 describe('with DynamoDB stopped after tokens were cached', () => {
   const name = 'outage';
@@ -35,10 +44,10 @@ describe('with DynamoDB stopped after tokens were cached', () => {
 
   beforeAll(async () => {
     ddb = await startDynamoDbLocal();
-    bed = await FlowTestBed.start({ dynamodb: runtimeLikeDynamoDbClient(ddb.endpoint) });
+    bed = await FlowTestBed.start({ dynamodb: setupClient(ddb.endpoint) });
     await bed.createService(name, { scopes: [GRAPH, VAULT, STORAGE] });
-    fetcher = bed.flow({ now: clock.now });
-    reader = bed.flow({ now: clock.now });
+    fetcher = bed.flow({ now: clock.now, dynamodb: runtimeLikeDynamoDbClient(ddb.endpoint) });
+    reader = bed.flow({ now: clock.now, dynamodb: runtimeLikeDynamoDbClient(ddb.endpoint) });
     const fetched = await fetcher.getToken(name);
     const read = await reader.getToken(name);
     if (fetched.cache !== 'miss' || read.cache !== 'hit') throw new Error('warm-up did not go as planned');
@@ -100,7 +109,7 @@ describe('when DynamoDB stops while a request waits for another instance’s lea
 
   beforeAll(async () => {
     ddb = await startDynamoDbLocal();
-    bed = await FlowTestBed.start({ dynamodb: runtimeLikeDynamoDbClient(ddb.endpoint) });
+    bed = await FlowTestBed.start({ dynamodb: setupClient(ddb.endpoint) });
     await bed.createService(name);
   }, 60_000);
   afterAll(async () => {
@@ -113,6 +122,7 @@ describe('when DynamoDB stops while a request waits for another instance’s lea
     await bed.coordinator(clock.now).acquire(await bed.cacheKey(name), 'other-instance', 60_000);
     const flow = bed.flow({
       now: clock.now,
+      dynamodb: runtimeLikeDynamoDbClient(ddb.endpoint),
       sleep: async (ms) => {
         clock.advance(ms);
         await ddb.stop();
