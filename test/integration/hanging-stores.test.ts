@@ -1,5 +1,8 @@
 import { apiGatewayEvent } from '../fixtures/apigw-event';
+import { BlackHole } from '../fixtures/black-hole';
 import { BrokerHarness } from '../fixtures/broker-harness';
+import { BrokerProcess, sameDeploymentAs } from '../fixtures/broker-process';
+import { dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { expectErrorShape } from '../fixtures/error-shape';
 
 /**
@@ -104,5 +107,28 @@ describe('KMS hanging', () => {
     expect(res.status).toBe(200);
     expect(res.body.access_token).toBe(h.emulator.issuedTokens.at(-1));
     expect(h.lastRemainingMs).toBeGreaterThan(0);
+  });
+});
+
+describe('local mode (npm start) with DynamoDB hanging', () => {
+  let hole: BlackHole;
+  let broker: BrokerProcess;
+
+  beforeAll(async () => {
+    hole = await BlackHole.start(dynamoDbLocalEndpoint());
+    broker = await BrokerProcess.start({ env: sameDeploymentAs(h, { AWS_ENDPOINT_URL_DYNAMODB: hole.url }) });
+  }, 60_000);
+  afterAll(async () => {
+    await broker?.stop();
+    await hole?.close();
+  });
+
+  it('answers a token request with 504 in the API’s error shape, within the token function’s deadline', async () => {
+    const name = fresh('local');
+    await h.createService(name);
+    hole.silence();
+    const res = await broker.token('GET', name);
+    expect(res.status).toBe(504);
+    expectErrorShape(504, res.body);
   });
 });
