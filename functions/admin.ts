@@ -4,13 +4,13 @@ import middy, { type MiddlewareObj } from '@middy/core';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { callerOf } from '../lib/audit';
-import { MethodNotAllowedError } from '../lib/errors';
 import { allowedMethods, bodyLimit, httpErrors, jsonResponse } from '../lib/http';
 import { buildOpenApiDocument } from '../lib/openapi';
+import { ROUTES } from '../lib/routes';
 import type { VersionedView } from '../lib/service-admin';
 import { ServiceNameSchema } from '../lib/service-config';
 import { parseOrThrow } from '../lib/validation';
-import { answerBeforeLambdaTimeout, requestBudget } from './request-budget';
+import { answerBeforeLambdaTimeout, type RequestBudget, requestBudget } from './request-budget';
 import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
@@ -32,49 +32,57 @@ function ifMatchOf(event: APIGatewayProxyEvent): string | undefined {
 
 let apiDocs: Record<string, unknown> | undefined;
 
+/** One admin route and method; `budget` is the time the request may use (every AWS call of it is bounded by it). */
+type AdminAction = (event: APIGatewayProxyEvent, budget: RequestBudget) => Promise<APIGatewayProxyResult>;
+
+const serviceName = (event: APIGatewayProxyEvent) =>
+  parseOrThrow(ServiceNameSchema, event.pathParameters?.name, 'name');
+/** After jsonBodyOnWrite the body is the parsed JSON value, not the string API Gateway delivered. */
+const bodyOf = (event: APIGatewayProxyEvent) => event.body as unknown;
+
+/**
+ * What each admin route does, by `METHOD resource`. Which methods a route accepts is the route table's to say
+ * (lib/routes.ts, enforced by allowedMethods() before this runs); the check below keeps the two in step.
+ */
+const ACTIONS: Record<string, AdminAction> = {
+  'GET /api/v2/api_docs': async () => {
+    apiDocs ??= buildOpenApiDocument();
+    return jsonResponse(200, apiDocs);
+  },
+  'GET /api/v2/system/service': async (_event, budget) =>
+    jsonResponse(200, { resource: await runtime.admin.list(budget) }),
+  'POST /api/v2/system/service': async (event, budget) => {
+    const result = await runtime.admin.create(bodyOf(event), budget);
+    return result.kind === 'single'
+      ? serviceResponse(201, result.created)
+      : jsonResponse(201, { resource: result.services });
+  },
+  'GET /api/v2/system/service/{name}': async (event, budget) =>
+    serviceResponse(200, await runtime.admin.get(serviceName(event), budget)),
+  'PATCH /api/v2/system/service/{name}': async (event, budget) =>
+    serviceResponse(
+      200,
+      await runtime.admin.update(serviceName(event), bodyOf(event), ifMatchOf(event), budget),
+    ),
+  'DELETE /api/v2/system/service/{name}': async (event, budget) =>
+    serviceResponse(200, await runtime.admin.delete(serviceName(event), ifMatchOf(event), budget)),
+};
+
+// A route or method added to the table without an action here (or the reverse) fails the cold start, not a call.
+const adminRoutes = ROUTES.filter((route) => route.function === 'admin').flatMap((route) =>
+  route.methods.map((method) => `${method} ${route.resource}`),
+);
+if (adminRoutes.sort().join() !== Object.keys(ACTIONS).sort().join()) {
+  throw new Error('functions/admin.ts: the actions and the admin routes of lib/routes.ts differ');
+}
+
 /** `/api/v2/system/service[/{name}]`: register and manage services; `/api/v2/api_docs`: the OpenAPI document. */
 async function systemService(event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult> {
   // Every line logged for this request (the audit lines of lib/service-admin.ts included) names the caller.
   runtime.logger.appendKeys({ caller: callerOf(event) });
-  if (event.resource === '/api/v2/api_docs') {
-    if (event.httpMethod !== 'GET')
-      throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, ['GET']);
-    apiDocs ??= buildOpenApiDocument();
-    return jsonResponse(200, apiDocs);
-  }
-  const name = event.pathParameters?.name;
-  const body = event.body as unknown;
-  // The time this request may use: every AWS call of it is aborted when it runs out (lib gets it as data).
-  const budget = requestBudget(event, context);
-  if (name === undefined) {
-    switch (event.httpMethod) {
-      case 'GET':
-        return jsonResponse(200, { resource: await runtime.admin.list(budget) });
-      case 'POST': {
-        const result = await runtime.admin.create(body, budget);
-        return result.kind === 'single'
-          ? serviceResponse(201, result.created)
-          : jsonResponse(201, { resource: result.services });
-      }
-      default:
-        throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, ['GET', 'POST']);
-    }
-  }
-  const service = parseOrThrow(ServiceNameSchema, name, 'name');
-  switch (event.httpMethod) {
-    case 'GET':
-      return serviceResponse(200, await runtime.admin.get(service, budget));
-    case 'PATCH':
-      return serviceResponse(200, await runtime.admin.update(service, body, ifMatchOf(event), budget));
-    case 'DELETE':
-      return serviceResponse(200, await runtime.admin.delete(service, ifMatchOf(event), budget));
-    default:
-      throw new MethodNotAllowedError(`method ${event.httpMethod} is not allowed here`, [
-        'GET',
-        'PATCH',
-        'DELETE',
-      ]);
-  }
+  // allowedMethods() has answered 404 or 405 for anything the route table does not serve.
+  const action = ACTIONS[`${event.httpMethod} ${event.resource}`] as AdminAction;
+  return action(event, requestBudget(event, context));
 }
 
 /** Parses JSON bodies only on methods that carry one, so GET and DELETE need no Content-Type. */

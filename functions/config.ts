@@ -106,6 +106,22 @@ export const EnvSchema = z.object({
         'How long an instance serves a token from memory after the DynamoDB read behind it started (0–1000; 0 = no memory tier)',
       ),
     ),
+  TOKEN_BROKER_REFRESH_HORIZON_MS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(6 * 60_000)
+    .meta(
+      doc(
+        'Scheduled refresh: refreshes tokens reaching their refresh point within this many ms (the construct sets the schedule interval plus one minute)',
+      ),
+    ),
+  TOKEN_BROKER_REFRESH_USED_WITHIN_MS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(60 * 60_000)
+    .meta(doc('Scheduled refresh: only tokens served within this many ms count as in use and are refreshed')),
   POWERTOOLS_SERVICE_NAME: z
     .string()
     .min(1)

@@ -8,9 +8,9 @@ import { createRuntime } from './runtime';
 const runtime = createRuntime();
 
 /** Refresh tokens reaching their refresh point before the next run (EventBridge schedule) plus slack. */
-const HORIZON_MS = Number(process.env.TOKEN_BROKER_REFRESH_HORIZON_MS ?? 6 * 60_000);
+const HORIZON_MS = runtime.env.TOKEN_BROKER_REFRESH_HORIZON_MS;
 /** Only tokens served within this window count as in use. */
-const USED_WITHIN_MS = Number(process.env.TOKEN_BROKER_REFRESH_USED_WITHIN_MS ?? 60 * 60_000);
+const USED_WITHIN_MS = runtime.env.TOKEN_BROKER_REFRESH_USED_WITHIN_MS;
 
 /**
  * Scheduled refresh (EventBridge): for every active service, refreshes its recently used cached tokens that are
