@@ -17,7 +17,7 @@ const shared = {
   transform: {
     '^.+\\.(t|j|mj)s$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
   },
-  transformIgnorePatterns: ['/node_modules/(?!(@middy|oauth4webapi)/)'],
+  transformIgnorePatterns: ['/node_modules/(?!(@middy|oauth4webapi|jose)/)'],
   setupFilesAfterEnv: [
     'aws-cdk-lib/testhelpers/jest-autoclean',
     '<rootDir>/test/fixtures/log-redaction-setup.ts',
