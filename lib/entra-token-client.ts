@@ -1,6 +1,9 @@
 import * as oauth from 'oauth4webapi';
 import type { ClientCredential } from './credentials/credential';
+import { explainRefusal } from './credentials/entra-refusals';
 import {
+  BrokerError,
+  CredentialUnavailableError,
   type ErrorContext,
   IdentityProviderError,
   IdentityProviderTimeoutError,
@@ -74,6 +77,22 @@ function isTimeout(error: unknown): boolean {
   return name === 'TimeoutError' || name === 'AbortError';
 }
 
+/**
+ * What a failure of the credential becomes: the broker's own errors pass; an AWS service's refusal (KMS Sign,
+ * STS) is named by its error type; anything else stays an internal error.
+ */
+function credentialError(error: unknown): unknown {
+  if (error instanceof BrokerError) return error;
+  const { name, $metadata } = (error ?? {}) as { name?: unknown; $metadata?: unknown };
+  if ($metadata !== undefined && typeof name === 'string') {
+    return new CredentialUnavailableError(
+      `the service's credential could not be used: AWS answered ${name} (check the key or role the service uses and the broker's permissions on it)`,
+      { cause: error, context: { aws_error: name } },
+    );
+  }
+  return error;
+}
+
 /** Entra's JSON error body, as far as it is present. */
 interface EntraErrorBody {
   error?: unknown;
@@ -132,12 +151,24 @@ export class EntraTokenClient {
       ? AbortSignal.any([AbortSignal.timeout(timeoutMs), request.signal])
       : AbortSignal.timeout(timeoutMs);
 
+    // Failures of the credential itself (KMS signing, STS) are told apart from failures to reach Entra.
+    const clientAuth = request.credential.clientAuth();
+    let credentialFailure: unknown;
+    const guardedAuth: oauth.ClientAuth = async (...args) => {
+      try {
+        await clientAuth(...args);
+      } catch (error) {
+        credentialFailure = error;
+        throw error;
+      }
+    };
+
     let response: Response;
     try {
       response = await oauth.clientCredentialsGrantRequest(
         as,
         client,
-        request.credential.clientAuth(),
+        guardedAuth,
         { scope: request.scope },
         {
           signal,
@@ -147,11 +178,12 @@ export class EntraTokenClient {
         },
       );
     } catch (error) {
+      if (credentialFailure !== undefined) throw credentialError(credentialFailure);
       throw this.transportError(error, timeoutMs);
     }
 
     try {
-      return await this.readTokenResponse(as, client, response, acquiredAt, timeoutMs);
+      return await this.readTokenResponse(as, client, response, acquiredAt, timeoutMs, request);
     } catch (error) {
       if (error instanceof IdentityProviderError || error instanceof IdentityProviderUnavailableError)
         throw error;
@@ -180,6 +212,7 @@ export class EntraTokenClient {
     response: Response,
     acquiredAt: number,
     timeoutMs: number,
+    request: TokenRequest,
   ): Promise<IssuedToken> {
     const status = response.status;
     if (status === 429 || status === 503) {
@@ -201,7 +234,7 @@ export class EntraTokenClient {
     try {
       result = await oauth.processClientCredentialsResponse(as, client, response);
     } catch (error) {
-      throw this.responseError(error, response, timeoutMs);
+      throw this.responseError(error, response, timeoutMs, request);
     }
 
     if (result.token_type !== 'bearer') {
@@ -228,12 +261,19 @@ export class EntraTokenClient {
     };
   }
 
-  private responseError(error: unknown, response: Response, timeoutMs: number): Error {
+  private responseError(error: unknown, response: Response, timeoutMs: number, request: TokenRequest): Error {
     const status = response.status;
     if (error instanceof oauth.ResponseBodyError) {
       const body = error.cause as EntraErrorBody;
-      return new IdentityProviderError(`${error.error}: ${firstLine(error.error_description)}`, {
+      const entraSays = `${error.error}: ${firstLine(error.error_description)}`;
+      // Refusals of certificates and federated tokens get a message that says what to fix; Entra's own words follow.
+      const explained = explainRefusal(body.error_codes, request.credential.facts, {
+        clientId: request.clientId,
+        tokenEndpoint: request.tokenEndpoint.href,
+      });
+      return new IdentityProviderError(explained ? `${explained.message} [Entra: ${entraSays}]` : entraSays, {
         context: upstreamContext(status, body),
+        retryable: explained?.retryable ?? false,
       });
     }
     if (error instanceof oauth.WWWAuthenticateChallengeError) {

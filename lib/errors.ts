@@ -139,6 +139,17 @@ export class IdentityProviderError extends BrokerError {
   }
 }
 
+/**
+ * The service's credential could not be used before Entra was even asked: KMS refused to sign, STS refused a web
+ * identity token (502). The message names what the administrator must fix, never key material or tokens.
+ */
+export class CredentialUnavailableError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super(message, options);
+    this.name = 'CredentialUnavailableError';
+  }
+}
+
 /** Entra is throttling or temporarily unavailable (503); `retryAfterSeconds` is passed on to the caller. */
 export class IdentityProviderUnavailableError extends BrokerError {
   readonly retryAfterSeconds?: number;

@@ -3,9 +3,11 @@
  * local mode and the integration tests run the broker's envelope encryption through the real @aws-sdk/client-kms
  * client unchanged. It covers the operations the broker uses, with KMS's error types and the members they are sent
  * with: GenerateDataKey and Decrypt (lib/token-encryption.ts), and CreateKey, DescribeKey and CreateAlias for
- * `ensureLocalKey` below. Any other member is refused, naming it (local/aws-json-request.ts).
+ * `ensureLocalKey` below. Any other member is refused, naming it (local/aws-json-request.ts). Asymmetric signing
+ * keys (CreateKey of RSA SIGN_VERIFY keys, Sign, Verify, GetPublicKey, ScheduleKeyDeletion, ListResourceTags) come
+ * from local/kms-asymmetric.ts, for the broker's kms_certificate credential.
  *
- * Keys are symmetric (SYMMETRIC_DEFAULT) only. Each has 32 random bytes of key material, and a ciphertext is this
+ * Each symmetric key (SYMMETRIC_DEFAULT) has 32 random bytes of key material, and a ciphertext is this
  * server's own format (see `sealUnderKey`): like a real KMS ciphertext it names its key, so Decrypt needs no KeyId,
  * and it is bound to its encryption context, so Decrypt under any other context fails.
  *
@@ -39,6 +41,7 @@ import {
   type RunningAwsJsonServer,
   startLocalAwsServer,
 } from './aws-json-server';
+import { withAsymmetricKeys } from './kms-asymmetric';
 import { createJsonFileOnce, LocalStoreError, readJsonFile, writeJsonFileAtomically } from './private-files';
 
 /** Where the store lives (`kms/` inside `dataDir`; share it to share the keys), and what goes into ARNs. */
@@ -396,7 +399,8 @@ export async function startKmsServer(options: KmsServerOptions): Promise<Running
     arnService: 'kms',
     directoryName: 'kms',
     targetPrefix: 'TrentService',
-    operations: createOperations,
+    // Asymmetric signing keys are answered by local/kms-asymmetric.ts; everything else by this file.
+    operations: (context) => withAsymmetricKeys(createOperations(context), context),
     logName: 'kms-server',
     // Every KMS error shape, modeled or not, carries its text in `message`, so no error type is capitalized.
     internalError: { errorType: 'KMSInternalException', message: 'An internal error occurred.' },

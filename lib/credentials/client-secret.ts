@@ -8,6 +8,7 @@ import type { ClientCredential } from './credential';
 export function clientSecretCredential(clientSecret: string): ClientCredential {
   return {
     method: 'client_secret_post',
+    facts: { type: 'client_secret' },
     clientAuth: () => ClientSecretPost(clientSecret),
   };
 }

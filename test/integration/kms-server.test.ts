@@ -156,12 +156,12 @@ describe('local KMS server', () => {
     });
   });
 
-  it('refuses an asymmetric key with UnsupportedOperationException', async () => {
+  it('refuses an elliptic-curve key (only RSA signing keys are implemented) with UnsupportedOperationException', async () => {
     // Prepare
     const { client } = await startServer();
 
     // Act
-    const creation = client.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }));
+    const creation = client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }));
 
     // Assess
     await expect(creation).rejects.toMatchObject({ name: 'UnsupportedOperationException' });

@@ -1,0 +1,75 @@
+import {
+  CreateKeyCommand,
+  GetPublicKeyCommand,
+  type KMSClient,
+  ScheduleKeyDeletionCommand,
+  SignCommand,
+} from '@aws-sdk/client-kms';
+
+/** The RSA key sizes a `kms_certificate` service may ask for. */
+export type SigningKeySpec = 'RSA_2048' | 'RSA_3072';
+
+/** KMS signing algorithms the broker uses: PSS for client assertions (PS256), PKCS#1 v1.5 for certificates. */
+export type SigningAlgorithm = 'RSASSA_PSS_SHA_256' | 'RSASSA_PKCS1_V1_5_SHA_256';
+
+/** The tag that marks keys the broker created; IAM grants kms:Sign only on keys carrying it. */
+export const BROKER_KEY_TAG = 'token-broker:service';
+
+/**
+ * Asymmetric keys whose private half never leaves the key store (KMS). The broker creates them, reads their
+ * public key, asks them to sign, and schedules their deletion; it never sees the private key.
+ */
+export interface SigningKeys {
+  /** Creates an RSA SIGN_VERIFY key tagged for `service` and returns its ARN. */
+  create(service: string, spec: SigningKeySpec): Promise<string>;
+  /** The key's public key, DER SubjectPublicKeyInfo. */
+  publicKey(keyArn: string): Promise<Uint8Array>;
+  /** Signs `message` (the whole message, not a digest). */
+  sign(keyArn: string, message: Uint8Array, algorithm: SigningAlgorithm): Promise<Uint8Array>;
+  /** Schedules the key's deletion after KMS's waiting period. */
+  scheduleDeletion(keyArn: string, pendingWindowInDays: number): Promise<void>;
+}
+
+/** SigningKeys on AWS KMS. */
+export class KmsSigningKeys implements SigningKeys {
+  private readonly client: KMSClient;
+
+  constructor(client: KMSClient) {
+    this.client = client;
+  }
+
+  async create(service: string, spec: SigningKeySpec): Promise<string> {
+    const { KeyMetadata } = await this.client.send(
+      new CreateKeyCommand({
+        KeySpec: spec,
+        KeyUsage: 'SIGN_VERIFY',
+        Description: `Token Broker: signs client assertions of service ${service}`,
+        Tags: [{ TagKey: BROKER_KEY_TAG, TagValue: service }],
+      }),
+    );
+    if (!KeyMetadata?.Arn) throw new Error('KMS CreateKey returned no key ARN');
+    return KeyMetadata.Arn;
+  }
+
+  async publicKey(keyArn: string): Promise<Uint8Array> {
+    const { PublicKey, KeyUsage } = await this.client.send(new GetPublicKeyCommand({ KeyId: keyArn }));
+    if (!PublicKey || KeyUsage !== 'SIGN_VERIFY') {
+      throw new Error(`KMS key ${keyArn} is not an asymmetric SIGN_VERIFY key`);
+    }
+    return PublicKey;
+  }
+
+  async sign(keyArn: string, message: Uint8Array, algorithm: SigningAlgorithm): Promise<Uint8Array> {
+    const { Signature } = await this.client.send(
+      new SignCommand({ KeyId: keyArn, Message: message, MessageType: 'RAW', SigningAlgorithm: algorithm }),
+    );
+    if (!Signature) throw new Error('KMS Sign returned no signature');
+    return Signature;
+  }
+
+  async scheduleDeletion(keyArn: string, pendingWindowInDays: number): Promise<void> {
+    await this.client.send(
+      new ScheduleKeyDeletionCommand({ KeyId: keyArn, PendingWindowInDays: pendingWindowInDays }),
+    );
+  }
+}
