@@ -1,7 +1,7 @@
 import { FlowTestBed, GRAPH, ManualClock, VAULT } from '../fixtures/flow-test-bed';
 
 /**
- * The scheduled refresh (functions/refresh.ts → ClientCredentialsFlow.refreshDue): tokens that callers used
+ * The scheduled refresh (functions/refresh.ts → ScheduledRefresh): tokens that callers used
  * recently and that reach their refresh point within the horizon are refreshed ahead, so callers hit the cache.
  */
 describe('scheduled refresh of recently used tokens', () => {
@@ -25,7 +25,9 @@ describe('scheduled refresh of recently used tokens', () => {
     clock.advance(26 * 60_000); // refresh point in 4 minutes: within the 6-minute horizon
     const before = bed.emulator.tokenRequestCount;
 
-    const outcomes = await flow.refreshDue('due', HORIZON, USED_WITHIN);
+    const outcomes = await bed
+      .scheduledRefresh(flow, { now: clock.now, horizonMs: HORIZON, usedWithinMs: USED_WITHIN })
+      .refreshService('due');
 
     expect(outcomes).toEqual({ [GRAPH]: 'refreshed' });
     expect(bed.emulator.tokenRequestCount - before).toBe(1);
@@ -42,7 +44,11 @@ describe('scheduled refresh of recently used tokens', () => {
     clock.advance(10 * 60_000);
     const before = bed.emulator.tokenRequestCount;
 
-    expect(await flow.refreshDue('fresh', HORIZON, USED_WITHIN)).toEqual({ [GRAPH]: 'fresh' });
+    expect(
+      await bed
+        .scheduledRefresh(flow, { now: clock.now, horizonMs: HORIZON, usedWithinMs: USED_WITHIN })
+        .refreshService('fresh'),
+    ).toEqual({ [GRAPH]: 'fresh' });
     expect(bed.emulator.tokenRequestCount).toBe(before);
   });
 
@@ -58,7 +64,9 @@ describe('scheduled refresh of recently used tokens', () => {
     clock.advance(2 * 3600_000);
     const before = bed.emulator.tokenRequestCount;
 
-    const outcomes = await flow.refreshDue('idle', HORIZON, USED_WITHIN);
+    const outcomes = await bed
+      .scheduledRefresh(flow, { now: clock.now, horizonMs: HORIZON, usedWithinMs: USED_WITHIN })
+      .refreshService('idle');
 
     expect(outcomes).toEqual({ [GRAPH]: 'unused', [VAULT]: 'not-cached' });
     expect(bed.emulator.tokenRequestCount).toBe(before);
@@ -76,7 +84,11 @@ describe('scheduled refresh of recently used tokens', () => {
     await flow.settled(); // the last_used_at write runs in the background
     const before = bed.emulator.tokenRequestCount;
 
-    expect(await flow.refreshDue('busy', 15 * 60_000, USED_WITHIN)).toEqual({ [GRAPH]: 'refreshed' });
+    expect(
+      await bed
+        .scheduledRefresh(flow, { now: clock.now, horizonMs: 15 * 60_000, usedWithinMs: USED_WITHIN })
+        .refreshService('busy'),
+    ).toEqual({ [GRAPH]: 'refreshed' });
     expect(bed.emulator.tokenRequestCount - before).toBe(1);
   });
 });

@@ -31,7 +31,7 @@ describe('KmsEnvelopeEncryption against a KMS endpoint', () => {
   let dir: string;
   let kms: { url: string; close(): Promise<void> };
   let keyArn: string;
-  const context = { service: 'graph', scope: 'https://graph.microsoft.com/.default' };
+  const context = { service: 'graph', version: 'v1', scope: 'https://graph.microsoft.com/.default' };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sealing-'));
@@ -94,11 +94,11 @@ describe('KmsEnvelopeEncryption against a KMS endpoint', () => {
   it('keeps at most maxCachedKeys data keys: an evicted key is decrypted by KMS again', async () => {
     const { client, calls } = countingClient(kms.url);
     const sealer = new KmsEnvelopeEncryption({ client, keyId: keyArn, maxCachedKeys: 2 });
-    const first = await sealer.seal('a', { service: 's1', scope: context.scope });
-    await sealer.seal('b', { service: 's2', scope: context.scope });
-    await sealer.seal('c', { service: 's3', scope: context.scope });
+    const first = await sealer.seal('a', { ...context, service: 's1' });
+    await sealer.seal('b', { ...context, service: 's2' });
+    await sealer.seal('c', { ...context, service: 's3' });
     calls.length = 0;
-    await expect(sealer.open(first, { service: 's1', scope: context.scope })).resolves.toBe('a');
+    await expect(sealer.open(first, { ...context, service: 's1' })).resolves.toBe('a');
     expect(calls).toEqual(['DecryptCommand']);
   });
 });
