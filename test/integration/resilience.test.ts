@@ -216,6 +216,54 @@ describe('Entra failures', () => {
     });
   });
 
+  describe('a Retry-After longer than the budget', () => {
+    /** A service whose first request Entra throttled for 60 s, and the refused instance's clock. */
+    async function throttledOnce() {
+      const name = fresh();
+      await bed.createService(name);
+      const a = instance();
+      bed.emulator.failNext({ kind: 'throttle', retryAfterSeconds: 60 });
+      await rejectionOf(a.flow.getToken(name));
+      return { name, ...a };
+    }
+
+    it('keeps every instance from asking Entra until it has passed: 503 with the remaining Retry-After', async () => {
+      // Prepare
+      const { name, clock } = await throttledOnce();
+      clock.advance(20_000);
+      const other = bed.flow({ now: clock.now, settings: { retryBudgetMs: BUDGET_MS } });
+      // Act
+      let error: unknown;
+      const requests = await entraRequestsDuring(async () => {
+        error = await rejectionOf(other.getToken(name));
+      });
+      // Assess
+      expect(requests).toBe(0);
+      expect(error).toBeInstanceOf(IdentityProviderUnavailableError);
+      expect((error as IdentityProviderUnavailableError).retryAfterSeconds).toBe(40);
+    });
+
+    it('keeps forced refreshes from asking Entra too', async () => {
+      const { name, clock } = await throttledOnce();
+      const other = bed.flow({ now: clock.now, settings: { retryBudgetMs: BUDGET_MS } });
+      const requests = await entraRequestsDuring(() =>
+        rejectionOf(other.getToken(name, { forceRefresh: true })),
+      );
+      expect(requests).toBe(0);
+    });
+
+    it('lets the next request ask Entra once it has passed', async () => {
+      const { name, clock, flow } = await throttledOnce();
+      clock.advance(60_001);
+      let token: string | undefined;
+      const requests = await entraRequestsDuring(async () => {
+        token = (await flow.getToken(name)).token.accessToken;
+      });
+      expect(requests).toBe(1);
+      expect(token).toBe(bed.emulator.issuedTokens.at(-1));
+    });
+  });
+
   describe('invalid_client', () => {
     it('re-reads a secret rotated in Secrets Manager and answers with a token from the new secret', async () => {
       // Prepare: the instance has read (and cached) the old secret; then it is rotated everywhere
