@@ -2,9 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { AuthorityPolicy } from './authority';
 import type { CallOptions } from './call-options';
-import { ClientCredentialsGrant, type TokenGrant } from './client-credentials-grant';
+import {
+  ClientCredentialsGrant,
+  type TokenEndpointClient,
+  type TokenGrant,
+} from './client-credentials-grant';
 import { EntraRetryPolicy } from './entra-retry-policy';
-import type { EntraTokenClient, IssuedToken } from './entra-token-client';
+import type { IssuedToken } from './entra-token-client';
 import {
   DeadlineExceededError,
   IdentityProviderUnavailableError,
@@ -39,7 +43,7 @@ export interface ClientCredentialsFlowDependencies {
   cache: TokenCache;
   coordinator: RefreshCoordinator;
   secrets: SecretStore;
-  entra: EntraTokenClient;
+  entra: TokenEndpointClient;
   authority: AuthorityPolicy;
   logger: Logger;
   metrics?: MetricsSink;
