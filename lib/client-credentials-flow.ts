@@ -8,7 +8,6 @@ import {
   type TokenGrant,
 } from './client-credentials-grant';
 import { EntraRetryPolicy } from './entra-retry-policy';
-import type { IssuedToken } from './entra-token-client';
 import {
   DeadlineExceededError,
   IdentityProviderUnavailableError,
@@ -24,7 +23,7 @@ import { SecretCache } from './secret-cache';
 import type { SecretStore } from './secret-store';
 import { type ServiceRecord, scopesOf } from './service-config';
 import type { ServiceRegistry } from './service-registry';
-import type { CachedToken, CacheKey, TokenCache } from './token-cache';
+import { type CachedToken, type CacheKey, cachedTokenOf, type TokenCache } from './token-cache';
 
 /** How a token request was served, for logs and metrics. */
 export type CacheOutcome = 'hit' | 'miss' | 'refresh';
@@ -402,7 +401,10 @@ export class ClientCredentialsFlow {
       (freshCredential) => this.grant.prepare(service, key.scope, { freshCredential, ...call }),
       { ...call, budgetMs: options.budgetMs },
     );
-    const token = { ...this.cachedTokenOf(issued, key), lastUsedAt: options.lastUsedAt };
+    const token = {
+      ...cachedTokenOf(issued, key.scope, this.settings.refreshFraction),
+      lastUsedAt: options.lastUsedAt,
+    };
     if (!(await this.store.cache.put(key, token, call))) {
       this.deps.logger.info(
         'token not cached: a newer one is, or the cache was cleared since it was asked for',
@@ -413,19 +415,5 @@ export class ClientCredentialsFlow {
       );
     }
     return token;
-  }
-
-  /** The cache entry of an issued token: refreshed at Entra's refresh_in, else at a fraction of its lifetime. */
-  private cachedTokenOf(issued: IssuedToken, key: CacheKey): CachedToken {
-    const lifetimeMs = issued.expiresAt - issued.acquiredAt;
-    const refreshAfterMs =
-      issued.refreshIn !== undefined ? issued.refreshIn * 1000 : lifetimeMs * this.settings.refreshFraction;
-    return {
-      accessToken: issued.accessToken,
-      scope: key.scope,
-      acquiredAt: issued.acquiredAt,
-      expiresAt: issued.expiresAt,
-      refreshAt: issued.acquiredAt + refreshAfterMs,
-    };
   }
 }

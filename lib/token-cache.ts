@@ -10,6 +10,7 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { type CallOptions, sendOptions } from './call-options';
+import type { IssuedToken } from './entra-token-client';
 import { storeFailure } from './errors';
 import { TOKEN_CACHE_TABLE } from './tables';
 import type { TokenSealer } from './token-encryption';
@@ -34,6 +35,20 @@ export interface CachedToken {
   refreshAt: number;
   /** When a caller was last served this token (coarse: updated at most every few minutes); for scheduled refresh. */
   lastUsedAt?: number;
+}
+
+/** The cache entry of an issued token: refreshed at Entra's `refresh_in`, else at `refreshFraction` of its life. */
+export function cachedTokenOf(issued: IssuedToken, scope: string, refreshFraction: number): CachedToken {
+  const lifetimeMs = issued.expiresAt - issued.acquiredAt;
+  const refreshAfterMs =
+    issued.refreshIn !== undefined ? issued.refreshIn * 1000 : lifetimeMs * refreshFraction;
+  return {
+    accessToken: issued.accessToken,
+    scope,
+    acquiredAt: issued.acquiredAt,
+    expiresAt: issued.expiresAt,
+    refreshAt: issued.acquiredAt + refreshAfterMs,
+  };
 }
 
 /** Where issued tokens are cached. The DynamoDB adapter below is the only production implementation. */
