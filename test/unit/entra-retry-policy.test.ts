@@ -22,7 +22,7 @@ function setup(random = 0.5) {
     coordinator,
     logger: silentLogger(),
     metrics: NO_METRICS,
-    settings: { cooldownMs: 30_000 },
+    settings: { retryBudgetMs: BUDGET_MS, cooldownMs: 30_000 },
     now: clock.now,
     random: () => random,
     sleep: async (ms) => {
