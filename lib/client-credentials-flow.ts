@@ -189,8 +189,10 @@ export class ClientCredentialsFlow {
       this.now() + this.settings.retryBudgetMs + this.settings.leaseWaitMs,
       options.deadline ?? Number.POSITIVE_INFINITY,
     );
-    const token = await this.singleFlight(key, () =>
-      this.obtain(service, key, mode, minTtlMs, deadline, call),
+    // Only a background refresh leaves the token to another holder (undefined); a request always gets one.
+    const token = await this.singleFlight(
+      key,
+      async () => (await this.obtain(service, key, mode, minTtlMs, deadline, call)) as CachedToken,
     );
     this.metrics.count(options.forceRefresh ? 'CacheRefresh' : 'CacheMiss');
     return { token, cache: options.forceRefresh ? 'refresh' : 'miss' };
@@ -226,9 +228,14 @@ export class ClientCredentialsFlow {
       // If an instance is refreshing right now, leave it to that instance.
       if (!(await this.deps.coordinator.acquire(key, holder, this.settings.leaseTtlMs))) return 'fresh';
       try {
-        // Read again under the lease: another run or instance may have refreshed it since the plan was made.
-        const current = await this.deps.cache.get(key);
+        // Read again under the lease: another run or instance may have refreshed it (or been refused or
+        // throttled) since the plan was made.
+        const [current, state] = await Promise.all([
+          this.deps.cache.get(key),
+          this.deps.coordinator.state(key),
+        ]);
         if (current && current.refreshAt > this.now() + horizonMs) return 'fresh';
+        this.retries.assertMayAsk(state);
         await this.singleFlight(key, () => this.fetchAndStore(service, key, { budgetMs }));
       } finally {
         await this.deps.coordinator.release(key, holder);
@@ -302,22 +309,6 @@ export class ClientCredentialsFlow {
   private async obtain(
     service: ServiceRecord,
     key: CacheKey,
-    mode: 'background',
-    minTtlMs: number,
-    deadline: number,
-    call?: CallOptions,
-  ): Promise<CachedToken | undefined>;
-  private async obtain(
-    service: ServiceRecord,
-    key: CacheKey,
-    mode: Mode,
-    minTtlMs: number,
-    deadline: number,
-    call?: CallOptions,
-  ): Promise<CachedToken>;
-  private async obtain(
-    service: ServiceRecord,
-    key: CacheKey,
     mode: Mode,
     minTtlMs: number,
     deadline: number,
@@ -332,9 +323,14 @@ export class ClientCredentialsFlow {
       const holder = randomUUID();
       if (await this.store.coordinator.acquire(key, holder, this.settings.leaseTtlMs, call)) {
         try {
-          // Another instance may have finished between our cache read and our lease.
-          const fresh = await this.store.cache.get(key, call);
+          // Read again under the lease: the previous holder may have cached a token, or been refused or
+          // throttled (it records that before it releases the lease), since our first reads.
+          const [fresh, state] = await Promise.all([
+            this.store.cache.get(key, call),
+            this.store.coordinator.state(key, call),
+          ]);
           if (this.satisfies(fresh, mode, minTtlMs)) return fresh;
+          this.retries.assertMayAsk(state);
           return await this.fetchAndStore(service, key, budget(), call);
         } finally {
           // With the request's signal: once its budget is spent, the lease is left to expire (leaseTtlMs).
