@@ -8,17 +8,12 @@ import {
   type TokenGrant,
 } from './client-credentials-grant';
 import { EntraRetryPolicy } from './entra-retry-policy';
-import {
-  DeadlineExceededError,
-  IdentityProviderUnavailableError,
-  NotFoundError,
-  ServiceInactiveError,
-  ValidationError,
-} from './errors';
+import { NotFoundError, ServiceInactiveError, ValidationError } from './errors';
 import { DEFAULT_FLOW_SETTINGS, type FlowSettings } from './flow-settings';
+import { LeaseFollower } from './lease-follower';
 import { type MetricsSink, NO_METRICS } from './metrics';
 import { OutageFallback } from './outage-fallback';
-import type { CoordinationState, RefreshCoordinator } from './refresh-coordinator';
+import type { RefreshCoordinator } from './refresh-coordinator';
 import { SecretCache } from './secret-cache';
 import type { SecretStore } from './secret-store';
 import { type ServiceRecord, scopesOf } from './service-config';
@@ -79,7 +74,7 @@ export type ScheduledOutcome = 'refreshed' | 'fresh' | 'unused' | 'not-cached' |
  * - tokens are served from the DynamoDB cache while they have more than 60 s (or the caller's min_ttl) left;
  * - past a token's refresh point, one background refresh runs while callers keep getting the valid token;
  * - when many instances miss at once, a lease (lib/refresh-coordinator.ts) lets one ask Entra and the others
- *   wait for its token;
+ *   follow it until its token arrives (lib/lease-follower.ts);
  * - Entra failures are retried, Retry-After honoured and refusals cooled down (lib/entra-retry-policy.ts);
  * - how a token is asked for is the grant's business (lib/client-credentials-grant.ts, lib/secret-cache.ts);
  * - when DynamoDB fails, the process keeps serving what it knew (lib/outage-fallback.ts).
@@ -94,6 +89,7 @@ export class ClientCredentialsFlow {
   private readonly store: OutageFallback;
   private readonly grant: TokenGrant;
   private readonly retries: EntraRetryPolicy;
+  private readonly follower: LeaseFollower;
   /** In-process single flight: one Entra request per key at a time in this process. */
   private readonly inflight = new Map<string, Promise<CachedToken>>();
   /** Background work (refresh-ahead, last-use writes) still running, for {@link settled}. */
@@ -132,6 +128,15 @@ export class ClientCredentialsFlow {
       now: this.now,
       sleep: this.sleep,
       random: deps.random ?? Math.random,
+    });
+    this.follower = new LeaseFollower({
+      coordinator: this.store.coordinator,
+      cache: this.store.cache,
+      retries: this.retries,
+      metrics: this.metrics,
+      now: this.now,
+      sleep: this.sleep,
+      pollMs: this.settings.leasePollMs,
     });
   }
 
@@ -340,44 +345,11 @@ export class ClientCredentialsFlow {
       // A background refresh leaves it to the holder: callers are being served the valid token meanwhile.
       if (mode === 'background') return undefined;
       if (mode === 'force') return this.fetchAndStore(service, key, budget(), call);
-      const token = await this.waitForHolder(key, mode, minTtlMs, deadline, call);
+      const accept = (t: CachedToken | undefined): t is CachedToken => this.satisfies(t, mode, minTtlMs);
+      const token = await this.follower.follow(key, accept, deadline, call);
       if (token) return token;
       // The holder gave up without a token (and without a refusal or throttle): take over, if time is left.
       this.metrics.count('LeaseWaitTimeouts');
-    }
-  }
-
-  /**
-   * Follows the lease holder: polls until its token is in the cache (returned), it gave up (undefined: released or
-   * expired without a token), or it was refused or throttled (that error is thrown). At `deadline` with the holder
-   * still at work the caller gets 503: a second Entra request would only add load.
-   */
-  private async waitForHolder(
-    key: CacheKey,
-    mode: Mode,
-    minTtlMs: number,
-    deadline: number,
-    call?: CallOptions,
-  ): Promise<CachedToken | undefined> {
-    this.metrics.count('LeaseWaits');
-    for (;;) {
-      await this.sleep(this.settings.leasePollMs);
-      if (call?.signal?.aborted) {
-        throw new DeadlineExceededError('the request ran out of time while another instance asked Entra');
-      }
-      // The lease before the token: a holder that wrote its token and then released is never taken for gone.
-      const state: CoordinationState = await this.store.coordinator.state(key, call);
-      const token = await this.store.cache.get(key, call);
-      if (this.satisfies(token, mode, minTtlMs)) return token;
-      this.retries.assertMayAsk(state);
-      if (!state.lease) return undefined;
-      if (this.now() >= deadline) {
-        const retryAfterSeconds = Math.max(1, Math.ceil((state.lease.expiresAt - this.now()) / 1000));
-        throw new IdentityProviderUnavailableError(
-          'another instance is still asking the identity provider for this token; retry shortly',
-          { retryAfterSeconds },
-        );
-      }
     }
   }
 
