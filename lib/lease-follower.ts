@@ -32,7 +32,8 @@ export class LeaseFollower {
   /**
    * Polls until the holder's token is in the cache and `accept`ed (returned), the holder gave up (undefined: lease
    * released or expired without a token), or it was refused or throttled (that error is thrown). At `deadline`
-   * with the holder still at work the caller gets 503: a second Entra request would only add load.
+   * with the holder still at work the caller gets 503 (504 when the request's own deadline has come): a second
+   * Entra request would only add load.
    */
   async follow(
     key: CacheKey,
@@ -54,6 +55,10 @@ export class LeaseFollower {
       retries.assertMayAsk(state);
       if (!state.lease) return undefined;
       if (now() >= deadline) {
+        // The request's own budget is spent (504); or it has waited all it may for the holder (503).
+        if (call?.deadline !== undefined && now() >= call.deadline) {
+          throw new DeadlineExceededError('the request ran out of time while another instance asked Entra');
+        }
         const retryAfterSeconds = Math.max(1, Math.ceil((state.lease.expiresAt - now()) / 1000));
         throw new IdentityProviderUnavailableError(
           'another instance is still asking the identity provider for this token; retry shortly',

@@ -155,7 +155,7 @@ describe('scheduled refresh of recently used tokens', () => {
 
 describe('the scheduled refresh function with a slow Entra', () => {
   const SERVICES = 8;
-  const ENTRA_LATENCY_MS = 2000;
+  const ENTRA_LATENCY_MS = 3000;
   let h: BrokerHarness;
   let handler: (event: unknown, context: Context) => Promise<ScheduledRunResult>;
 
@@ -172,7 +172,7 @@ describe('the scheduled refresh function with a slow Entra', () => {
   });
 
   it('reaches every due service before the function times out (refreshes run side by side)', async () => {
-    // Prepare: services whose tokens callers use; Entra then takes 2 s per request
+    // Prepare: services whose tokens callers use; Entra then takes 3 s per request
     const names = Array.from({ length: SERVICES }, (_, i) => `slow${i}`);
     for (const name of names) {
       await h.createService(name);
@@ -180,8 +180,8 @@ describe('the scheduled refresh function with a slow Entra', () => {
     }
     h.emulator.setLatency(ENTRA_LATENCY_MS);
     const before = h.emulator.tokenRequestCount;
-    // Act: a run with 15 s left before the Lambda timeout (one after another would need 16 s of Entra time)
-    const timeoutMs = 15_000;
+    // Act: a run with 20 s left before the Lambda timeout (one after another would need 24 s of Entra time)
+    const timeoutMs = 20_000;
     const run = handler({}, localLambdaContext('token-broker-refresh', timeoutMs));
     const timer = new AbortController();
     const timedOut = delay(timeoutMs, 'timed out' as const, { signal: timer.signal }).catch(() => 'ended');
