@@ -14,7 +14,7 @@ const HORIZON_MS = runtime.env.TOKEN_BROKER_REFRESH_HORIZON_MS;
 const USED_WITHIN_MS = runtime.env.TOKEN_BROKER_REFRESH_USED_WITHIN_MS;
 
 /** Time kept back from the Lambda timeout for the last refreshes to finish and the result to be logged. */
-const SAFETY_MS = 10_000;
+const SAFETY_MS = 5_000;
 /** The schedule's interval (the horizon is the interval plus a minute, infra/): a run ends before the next starts. */
 const INTERVAL_MS = Math.max(60_000, HORIZON_MS - 60_000);
 
