@@ -2,7 +2,8 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
-import { allowsClientCredentials } from '../lib/service-config';
+import type { Context } from 'aws-lambda';
+import type { ScheduledRunResult } from '../lib/scheduled-refresh';
 import { createRuntime } from './runtime';
 
 const runtime = createRuntime();
@@ -12,29 +13,24 @@ const HORIZON_MS = runtime.env.TOKEN_BROKER_REFRESH_HORIZON_MS;
 /** Only tokens served within this window count as in use. */
 const USED_WITHIN_MS = runtime.env.TOKEN_BROKER_REFRESH_USED_WITHIN_MS;
 
+/** Time kept back from the Lambda timeout for the last refreshes to finish and the result to be logged. */
+const SAFETY_MS = 5_000;
+/** The schedule's interval (the horizon is the interval plus a minute, infra/): a run ends before the next starts. */
+const INTERVAL_MS = Math.max(60_000, HORIZON_MS - 60_000);
+
+const scheduled = runtime.scheduledRefresh({ horizonMs: HORIZON_MS, usedWithinMs: USED_WITHIN_MS });
+
 /**
- * Scheduled refresh (EventBridge): for every active service, refreshes its recently used cached tokens that are
- * near their refresh point, so callers nearly always hit the cache. One service's failure does not stop the rest.
+ * Scheduled refresh (EventBridge): refreshes the recently used cached tokens that are near their refresh point,
+ * most urgent first and a few at a time (lib/scheduled-refresh.ts), and stops starting refreshes before the
+ * function's timeout and before the next run. One service's failure does not stop the rest.
  */
-async function refreshDueTokens(): Promise<{ services: number; refreshed: number; failed: number }> {
-  let refreshed = 0;
-  let failed = 0;
-  const services = await runtime.admin.list();
-  for (const service of services) {
-    if (!service.is_active || !allowsClientCredentials(service.config)) continue;
-    try {
-      const outcomes = await runtime.flow.refreshDue(service.name, HORIZON_MS, USED_WITHIN_MS);
-      for (const outcome of Object.values(outcomes)) {
-        if (outcome === 'refreshed') refreshed++;
-        if (outcome === 'failed') failed++;
-      }
-    } catch (error) {
-      failed++;
-      runtime.logger.warn('scheduled refresh skipped a service', { serviceName: service.name, error });
-    }
-  }
-  runtime.logger.info('scheduled refresh done', { services: services.length, refreshed, failed });
-  return { services: services.length, refreshed, failed };
+async function refreshDueTokens(_event: unknown, context: Context): Promise<ScheduledRunResult> {
+  const started = Date.now();
+  const deadline = started + Math.min(context.getRemainingTimeInMillis(), INTERVAL_MS) - SAFETY_MS;
+  const result = await scheduled.run(deadline);
+  runtime.logger.info('scheduled refresh done', { ...result });
+  return result;
 }
 
 export const handler = middy()

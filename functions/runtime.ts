@@ -7,6 +7,7 @@ import { DynamoDbCreateJournal } from '../lib/create-journal';
 import { EntraTokenClient } from '../lib/entra-token-client';
 import { METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
 import { DynamoDbRefreshCoordinator } from '../lib/refresh-coordinator';
+import { ScheduledRefresh } from '../lib/scheduled-refresh';
 import { SecretReferencePolicy } from '../lib/secret-reference';
 import { SecretsManagerSecretStore } from '../lib/secret-store';
 import { ServiceAdministration } from '../lib/service-admin';
@@ -34,6 +35,8 @@ export interface Runtime {
   /** The token function's way to the flow: a per-instance memory tier in front of it (lib/token-memory.ts). */
   tokens: TokenMemory;
   admin: ServiceAdministration;
+  /** The scheduled refresh over {@link flow}, for the given windows (functions/refresh.ts). */
+  scheduledRefresh(windows: { horizonMs: number; usedWithinMs: number }): ScheduledRefresh;
 }
 
 /** Builds the runtime from `process.env`; throws naming every missing or malformed variable. */
@@ -72,29 +75,39 @@ export function createRuntime(): Runtime {
   });
   const authority = new AuthorityPolicy(env.TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS);
   const entra = new EntraTokenClient({ timeoutMs: env.TOKEN_BROKER_ENTRA_TIMEOUT_MS });
+  const flow = new ClientCredentialsFlow({
+    registry,
+    cache,
+    coordinator: new DynamoDbRefreshCoordinator({
+      client: dynamodb,
+      tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
+    }),
+    secrets,
+    entra,
+    authority,
+    logger,
+    metrics,
+    settings: {
+      refreshFraction: env.TOKEN_BROKER_REFRESH_FRACTION,
+      retryBudgetMs: env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS,
+      cooldownMs: env.TOKEN_BROKER_COOLDOWN_MS,
+    },
+  });
   const runtime: Omit<Runtime, 'tokens'> = {
     env,
     logger,
     metrics: powertoolsMetrics,
     tracer,
-    flow: new ClientCredentialsFlow({
-      registry,
-      cache,
-      coordinator: new DynamoDbRefreshCoordinator({
-        client: dynamodb,
-        tableName: env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
-      }),
-      secrets,
-      entra,
-      authority,
-      logger,
-      metrics,
-      settings: {
-        refreshFraction: env.TOKEN_BROKER_REFRESH_FRACTION,
+    flow,
+    scheduledRefresh: (windows) =>
+      new ScheduledRefresh({
+        flow,
+        registry,
+        cache,
+        logger,
         retryBudgetMs: env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS,
-        cooldownMs: env.TOKEN_BROKER_COOLDOWN_MS,
-      },
-    }),
+        ...windows,
+      }),
     admin: new ServiceAdministration({
       registry,
       secrets,

@@ -2,10 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { AuthorityPolicy } from './authority';
 import type { CallOptions } from './call-options';
-import { ClientCredentialsGrant, type TokenGrant } from './client-credentials-grant';
+import {
+  ClientCredentialsGrant,
+  type TokenEndpointClient,
+  type TokenGrant,
+} from './client-credentials-grant';
 import { EntraRetryPolicy } from './entra-retry-policy';
-import type { EntraTokenClient, IssuedToken } from './entra-token-client';
 import { NotFoundError, ServiceInactiveError, ValidationError } from './errors';
+import { DEFAULT_FLOW_SETTINGS, type FlowSettings } from './flow-settings';
+import { LeaseFollower } from './lease-follower';
 import { type MetricsSink, NO_METRICS } from './metrics';
 import { OutageFallback } from './outage-fallback';
 import type { RefreshCoordinator } from './refresh-coordinator';
@@ -13,7 +18,7 @@ import { SecretCache } from './secret-cache';
 import type { SecretStore } from './secret-store';
 import { type ServiceRecord, scopesOf } from './service-config';
 import type { ServiceRegistry } from './service-registry';
-import type { CachedToken, CacheKey, TokenCache } from './token-cache';
+import { type CachedToken, type CacheKey, cachedTokenOf, type TokenCache } from './token-cache';
 
 /** How a token request was served, for logs and metrics. */
 export type CacheOutcome = 'hit' | 'miss' | 'refresh';
@@ -24,43 +29,15 @@ export interface TokenResult {
   cache: CacheOutcome;
 }
 
-/** Tunables of the flow; every one has a production default. */
-export interface FlowSettings {
-  /** Fraction of a token's lifetime after which it is refreshed ahead (when Entra sends no refresh_in). */
-  refreshFraction: number;
-  /** How long a refresh lease holds before another instance may take it over. */
-  leaseTtlMs: number;
-  /** How long a request waits for another instance's refresh before asking Entra itself. */
-  leaseWaitMs: number;
-  /** Poll interval while waiting for another instance's refresh. */
-  leasePollMs: number;
-  /** Total time one token request may spend on Entra, retries and Retry-After waits included. */
-  retryBudgetMs: number;
-  /** After Entra refuses a service (4xx error), callers get the refusal for this long without asking Entra. */
-  cooldownMs: number;
-  /** How long a client secret read from Secrets Manager is reused in this process. */
-  secretCacheTtlMs: number;
-  /** A token's `last_used_at` is updated on a hit when older than this (bounds the writes hits cause). */
-  touchIntervalMs: number;
-}
-
-export const DEFAULT_FLOW_SETTINGS: FlowSettings = {
-  refreshFraction: 0.5,
-  leaseTtlMs: 15_000,
-  leaseWaitMs: 5_000,
-  leasePollMs: 100,
-  retryBudgetMs: 12_000,
-  cooldownMs: 30_000,
-  secretCacheTtlMs: 5 * 60_000,
-  touchIntervalMs: 5 * 60_000,
-};
+// Re-exported: the CDK construct sizes the token function from these defaults.
+export { DEFAULT_FLOW_SETTINGS, type FlowSettings } from './flow-settings';
 
 export interface ClientCredentialsFlowDependencies {
   registry: ServiceRegistry;
   cache: TokenCache;
   coordinator: RefreshCoordinator;
   secrets: SecretStore;
-  entra: EntraTokenClient;
+  entra: TokenEndpointClient;
   authority: AuthorityPolicy;
   logger: Logger;
   metrics?: MetricsSink;
@@ -88,8 +65,8 @@ const keyString = (key: CacheKey): string => `${key.service}\u0000${key.version}
 
 type Mode = 'request' | 'force' | 'background';
 
-/** What the scheduled refresh did for one scope of a service. */
-export type ScheduledOutcome = 'refreshed' | 'fresh' | 'unused' | 'not-cached' | 'failed';
+/** What the scheduled refresh did for one scope of a service (lib/scheduled-refresh.ts). */
+export type ScheduledOutcome = 'refreshed' | 'fresh' | 'unused' | 'not-cached' | 'failed' | 'skipped';
 
 /**
  * DreamFactory's client credentials flow on AWS, built to ask Entra as rarely as possible. This class only
@@ -97,7 +74,7 @@ export type ScheduledOutcome = 'refreshed' | 'fresh' | 'unused' | 'not-cached' |
  * - tokens are served from the DynamoDB cache while they have more than 60 s (or the caller's min_ttl) left;
  * - past a token's refresh point, one background refresh runs while callers keep getting the valid token;
  * - when many instances miss at once, a lease (lib/refresh-coordinator.ts) lets one ask Entra and the others
- *   wait for its token;
+ *   follow it until its token arrives (lib/lease-follower.ts);
  * - Entra failures are retried, Retry-After honoured and refusals cooled down (lib/entra-retry-policy.ts);
  * - how a token is asked for is the grant's business (lib/client-credentials-grant.ts, lib/secret-cache.ts);
  * - when DynamoDB fails, the process keeps serving what it knew (lib/outage-fallback.ts).
@@ -112,6 +89,7 @@ export class ClientCredentialsFlow {
   private readonly store: OutageFallback;
   private readonly grant: TokenGrant;
   private readonly retries: EntraRetryPolicy;
+  private readonly follower: LeaseFollower;
   /** In-process single flight: one Entra request per key at a time in this process. */
   private readonly inflight = new Map<string, Promise<CachedToken>>();
   /** Background work (refresh-ahead, last-use writes) still running, for {@link settled}. */
@@ -146,10 +124,19 @@ export class ClientCredentialsFlow {
       coordinator: this.store.coordinator,
       logger: deps.logger,
       metrics: this.metrics,
-      settings: this.settings,
+      settings: { retryBudgetMs: this.settings.retryBudgetMs, cooldownMs: this.settings.cooldownMs },
       now: this.now,
       sleep: this.sleep,
       random: deps.random ?? Math.random,
+    });
+    this.follower = new LeaseFollower({
+      coordinator: this.store.coordinator,
+      cache: this.store.cache,
+      retries: this.retries,
+      metrics: this.metrics,
+      now: this.now,
+      sleep: this.sleep,
+      pollMs: this.settings.leasePollMs,
     });
   }
 
@@ -159,7 +146,7 @@ export class ClientCredentialsFlow {
   }
 
   /** Looks the service up and checks that it may use this flow; NotFound, Inactive or GrantNotEnabled otherwise. */
-  private async usableService(name: string, call?: CallOptions): Promise<ServiceRecord> {
+  async usableService(name: string, call?: CallOptions): Promise<ServiceRecord> {
     const service = await this.store.registry.get(name, call);
     if (!service) throw new NotFoundError(`service "${name}" does not exist`);
     if (!service.is_active) throw new ServiceInactiveError(`service "${name}" is not active`);
@@ -169,8 +156,8 @@ export class ClientCredentialsFlow {
 
   /** Returns a token for the service: from the cache (GET) or freshly from Entra (forced, or nothing usable cached). */
   async getToken(name: string, options: GetTokenOptions = {}): Promise<TokenResult> {
-    const call: CallOptions = { signal: options.signal, deadline: options.deadline };
     // The service's cached items are read at the same time as the service itself: a hit costs one round trip.
+    const call: CallOptions = { signal: options.signal, deadline: options.deadline };
     const lookup = options.forceRefresh ? undefined : this.store.cache.lookup(name, call);
     // Settled before anything can throw below, so a failed read never becomes an unhandled rejection.
     void lookup?.catch(() => undefined);
@@ -201,7 +188,17 @@ export class ClientCredentialsFlow {
     }
 
     const mode: Mode = options.forceRefresh ? 'force' : 'request';
-    const token = await this.singleFlight(key, () => this.obtain(service, key, mode, minTtlMs, call));
+    // One deadline for the whole request: waiting for another instance, then asking Entra (see leaseWaitMs),
+    // never past the request's own.
+    const deadline = Math.min(
+      this.now() + this.settings.retryBudgetMs + this.settings.leaseWaitMs,
+      options.deadline ?? Number.POSITIVE_INFINITY,
+    );
+    // Only a background refresh leaves the token to another holder (undefined); a request always gets one.
+    const token = await this.singleFlight(
+      key,
+      async () => (await this.obtain(service, key, mode, minTtlMs, deadline, call)) as CachedToken,
+    );
     this.metrics.count(options.forceRefresh ? 'CacheRefresh' : 'CacheMiss');
     return { token, cache: options.forceRefresh ? 'refresh' : 'miss' };
   }
@@ -220,37 +217,31 @@ export class ClientCredentialsFlow {
   }
 
   /**
-   * The scheduled refresh (EventBridge): refreshes the service's cached tokens that were served within
-   * `usedWithinMs` and reach their refresh point within `horizonMs`, so callers nearly always hit the cache.
-   * Works under the same lease as request-driven refreshes; never throws for one scope's failure. Unlike requests,
-   * it does not degrade when DynamoDB fails: there is nobody to serve.
+   * Refreshes one key for the scheduled refresh (lib/scheduled-refresh.ts) under the same lease as request-driven
+   * refreshes, within `budgetMs` of Entra time, unless it no longer reaches its refresh point within `horizonMs`
+   * once the lease is taken. Never throws: a failure is logged and reported as 'failed'.
    */
-  async refreshDue(
-    name: string,
+  async refreshScheduled(
+    service: ServiceRecord,
+    key: CacheKey,
     horizonMs: number,
-    usedWithinMs: number,
-  ): Promise<Record<string, ScheduledOutcome>> {
-    const service = await this.usableService(name);
-    const outcomes: Record<string, ScheduledOutcome> = {};
-    for (const scope of scopesOf(service.config)) {
-      const key: CacheKey = { service: name, version: service.version, scope };
-      const cached = await this.deps.cache.get(key);
-      const now = this.now();
-      if (!cached) outcomes[scope] = 'not-cached';
-      else if ((cached.lastUsedAt ?? cached.acquiredAt) < now - usedWithinMs) outcomes[scope] = 'unused';
-      else if (cached.refreshAt > now + horizonMs) outcomes[scope] = 'fresh';
-      else outcomes[scope] = await this.refreshScheduled(service, key);
-    }
-    return outcomes;
-  }
-
-  private async refreshScheduled(service: ServiceRecord, key: CacheKey): Promise<ScheduledOutcome> {
+    budgetMs = this.settings.retryBudgetMs,
+  ): Promise<ScheduledOutcome> {
     const holder = randomUUID();
     try {
-      // Under the same lease as request-driven refreshes: if an instance is refreshing right now, leave it.
+      this.retries.assertMayAsk(await this.deps.coordinator.state(key));
+      // If an instance is refreshing right now, leave it to that instance.
       if (!(await this.deps.coordinator.acquire(key, holder, this.settings.leaseTtlMs))) return 'fresh';
       try {
-        await this.singleFlight(key, () => this.fetchAndStore(service, key));
+        // Read again under the lease: another run or instance may have refreshed it (or been refused or
+        // throttled) since the plan was made.
+        const [current, state] = await Promise.all([
+          this.deps.cache.get(key),
+          this.deps.coordinator.state(key),
+        ]);
+        if (current && current.refreshAt > this.now() + horizonMs) return 'fresh';
+        this.retries.assertMayAsk(state);
+        await this.singleFlight(key, () => this.fetchAndStore(service, key, { budgetMs }));
       } finally {
         await this.deps.coordinator.release(key, holder);
       }
@@ -265,11 +256,20 @@ export class ClientCredentialsFlow {
     }
   }
 
-  /** Removes every cached token (and lease and cool-down) of the service. The service must exist (404 otherwise). */
+  /**
+   * Removes every cached token of the service (404 when it does not exist). A refresh that asked Entra before the
+   * clear cannot refill the current scopes afterwards; leases, cool-downs and throttles stay, so clearing cannot
+   * lift a cool-down or a throttle.
+   */
   async clearTokens(name: string, call?: CallOptions): Promise<number> {
     const service = await this.deps.registry.get(name, call);
     if (!service) throw new NotFoundError(`service "${name}" does not exist`);
-    return this.store.cache.clear(name, call);
+    const keys = scopesOf(service.config).map((scope) => ({
+      service: name,
+      version: service.version,
+      scope,
+    }));
+    return this.store.cache.clear(name, { ...call, clearedAt: this.now(), keys });
   }
 
   private singleFlight(key: CacheKey, run: () => Promise<CachedToken>): Promise<CachedToken> {
@@ -287,7 +287,8 @@ export class ClientCredentialsFlow {
     if (this.refreshing.has(k) || this.inflight.has(k)) return;
     this.refreshing.add(k);
     this.metrics.count('RefreshAhead');
-    const refresh = this.obtain(service, key, 'background', 0)
+    // Its own deadline, not the triggering request's: it may outlive that request's invocation.
+    const refresh = this.obtain(service, key, 'background', 0, this.now() + this.settings.retryBudgetMs)
       .catch((error) => {
         // Callers keep getting the still-valid token; the next request past the refresh point tries again.
         this.metrics.count('RefreshAheadFailures');
@@ -306,111 +307,81 @@ export class ClientCredentialsFlow {
   }
 
   /**
-   * Gets a token from Entra under the cross-instance lease. Without the lease, a request waits (bounded) for the
-   * holder's token and then, if none came, asks Entra itself; a background refresh simply leaves it to the holder.
-   * `call` is the request's budget (none for a background refresh: it outlives the request).
+   * Gets a token from Entra under the cross-instance lease, by `deadline`. Without the lease, a request follows the
+   * holder until its token arrives, and takes over when the holder gave up; a background refresh simply leaves it
+   * to the holder; a forced refresh asks Entra itself (waiting would not give it a newer token).
    */
   private async obtain(
     service: ServiceRecord,
     key: CacheKey,
-    mode: 'background',
-    minTtlMs: number,
-    call?: CallOptions,
-  ): Promise<CachedToken | undefined>;
-  private async obtain(
-    service: ServiceRecord,
-    key: CacheKey,
     mode: Mode,
     minTtlMs: number,
-    call?: CallOptions,
-  ): Promise<CachedToken>;
-  private async obtain(
-    service: ServiceRecord,
-    key: CacheKey,
-    mode: Mode,
-    minTtlMs: number,
+    deadline: number,
     call?: CallOptions,
   ): Promise<CachedToken | undefined> {
-    await this.retries.assertNotCoolingDown(key, call);
-
-    const holder = randomUUID();
-    if (!(await this.store.coordinator.acquire(key, holder, this.settings.leaseTtlMs, call))) {
+    const budget = () => ({
+      budgetMs: Math.min(this.settings.retryBudgetMs, deadline - this.now()),
+      lastUsedAt: this.now(),
+    });
+    for (;;) {
+      this.retries.assertMayAsk(await this.store.coordinator.state(key, call));
+      const holder = randomUUID();
+      if (await this.store.coordinator.acquire(key, holder, this.settings.leaseTtlMs, call)) {
+        try {
+          // Read again under the lease: the previous holder may have cached a token, or been refused or
+          // throttled (it records that before it releases the lease), since our first reads.
+          const [fresh, state] = await Promise.all([
+            this.store.cache.get(key, call),
+            this.store.coordinator.state(key, call),
+          ]);
+          if (this.satisfies(fresh, mode, minTtlMs)) return fresh;
+          this.retries.assertMayAsk(state);
+          return await this.fetchAndStore(service, key, budget(), call);
+        } finally {
+          // With the request's signal: once its budget is spent, the lease is left to expire (leaseTtlMs).
+          await this.store.coordinator.release(key, holder, call);
+        }
+      }
       // A background refresh leaves it to the holder: callers are being served the valid token meanwhile.
       if (mode === 'background') return undefined;
-      // A forced refresh wants a token newer than any in flight: waiting for the holder's would not give one.
-      if (mode === 'force') return this.fetchAndStore(service, key, call);
-      const token = await this.waitForHolder(key, mode, minTtlMs, call);
+      if (mode === 'force') return this.fetchAndStore(service, key, budget(), call);
+      const accept = (t: CachedToken | undefined): t is CachedToken => this.satisfies(t, mode, minTtlMs);
+      const token = await this.follower.follow(key, accept, deadline, call);
       if (token) return token;
+      // The holder gave up without a token (and without a refusal or throttle): take over, if time is left.
       this.metrics.count('LeaseWaitTimeouts');
-      // The holder may have been refused meanwhile: pass its refusal on rather than asking Entra again.
-      await this.retries.assertNotCoolingDown(key, call);
-      return this.fetchAndStore(service, key, call);
-    }
-    try {
-      // Another instance may have finished between our cache read and our lease.
-      const fresh = await this.store.cache.get(key, call);
-      if (this.satisfies(fresh, mode, minTtlMs)) return fresh;
-      return await this.fetchAndStore(service, key, call);
-    } finally {
-      // With the request's signal: once its budget is spent, the lease is left to expire (leaseTtlMs).
-      await this.store.coordinator.release(key, holder, call);
     }
   }
 
   /**
-   * Polls the cache for the lease holder's token for up to the lease wait (never past the request's deadline);
-   * undefined when none came.
+   * Asks Entra (with retries, within `budgetMs`) and stores the token. The write never replaces a newer token nor
+   * refills a cache cleared since; the caller gets the token it asked for either way. `lastUsedAt` is set when a
+   * caller is being served; a scheduled refresh leaves it as it was.
    */
-  private async waitForHolder(
-    key: CacheKey,
-    mode: Mode,
-    minTtlMs: number,
-    call?: CallOptions,
-  ): Promise<CachedToken | undefined> {
-    this.metrics.count('LeaseWaits');
-    const deadline = Math.min(
-      this.now() + this.settings.leaseWaitMs,
-      call?.deadline ?? Number.POSITIVE_INFINITY,
-    );
-    while (this.now() < deadline && !call?.signal?.aborted) {
-      await this.sleep(this.settings.leasePollMs);
-      const token = await this.store.cache.get(key, call);
-      if (this.satisfies(token, mode, minTtlMs)) return token;
-      // DynamoDB trouble while waiting: the holder's token cannot reach us; stop waiting and fetch directly.
-      if (this.store.failing) return undefined;
-      // The holder was refused: its waiters get the refusal now, not after the whole wait.
-      await this.retries.assertNotCoolingDown(key, call);
-    }
-    return undefined;
-  }
-
-  /** Asks Entra (with retries) and stores the token; a failed write leaves it in this process's memory. */
   private async fetchAndStore(
     service: ServiceRecord,
     key: CacheKey,
+    options: { budgetMs: number; lastUsedAt?: number },
     call?: CallOptions,
   ): Promise<CachedToken> {
     const issued = await this.retries.request(
       key,
       (freshCredential) => this.grant.prepare(service, key.scope, { freshCredential, ...call }),
-      call,
+      { ...call, budgetMs: options.budgetMs },
     );
-    const token = this.cachedTokenOf(issued, key);
-    await this.store.cache.put(key, token, call);
-    return token;
-  }
-
-  /** The cache entry of an issued token: refreshed at Entra's refresh_in, else at a fraction of its lifetime. */
-  private cachedTokenOf(issued: IssuedToken, key: CacheKey): CachedToken {
-    const lifetimeMs = issued.expiresAt - issued.acquiredAt;
-    const refreshAfterMs =
-      issued.refreshIn !== undefined ? issued.refreshIn * 1000 : lifetimeMs * this.settings.refreshFraction;
-    return {
-      accessToken: issued.accessToken,
-      scope: key.scope,
-      acquiredAt: issued.acquiredAt,
-      expiresAt: issued.expiresAt,
-      refreshAt: issued.acquiredAt + refreshAfterMs,
+    const token = {
+      ...cachedTokenOf(issued, key.scope, this.settings.refreshFraction),
+      lastUsedAt: options.lastUsedAt,
     };
+    if (!(await this.store.cache.put(key, token, call))) {
+      this.deps.logger.info(
+        'token not cached: a newer one is, or the cache was cleared since it was asked for',
+        {
+          serviceName: key.service,
+          scope: key.scope,
+        },
+      );
+    }
+    return token;
   }
 }

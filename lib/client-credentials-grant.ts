@@ -31,8 +31,11 @@ export interface TokenGrant {
   ): Promise<PreparedRequest>;
 }
 
+/** The one thing the grant needs of the Entra client (lib/entra-token-client.ts): a token request. */
+export type TokenEndpointClient = Pick<EntraTokenClient, 'requestToken'>;
+
 export interface ClientCredentialsGrantOptions {
-  entra: EntraTokenClient;
+  entra: TokenEndpointClient;
   authority: AuthorityPolicy;
   credentials: SecretCache;
 }

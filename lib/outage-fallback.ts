@@ -22,7 +22,12 @@ export interface OutageFallbackOptions {
   now: () => number;
   /** At most this many services and this many tokens are remembered (least recently used go first). */
   maxEntries?: number;
+  /** A remembered service record is used for at most this long after it was read; default 5 minutes. */
+  maxServiceAgeMs?: number;
 }
+
+/** Default of {@link OutageFallbackOptions.maxServiceAgeMs}: an outage longer than this fails requests. */
+export const MAX_REMEMBERED_SERVICE_AGE_MS = 5 * 60_000;
 
 const keyString = (key: CacheKey): string => `${key.service}\u0000${key.version}\u0000${key.scope}`;
 
@@ -30,9 +35,12 @@ const keyString = (key: CacheKey): string => `${key.service}\u0000${key.version}
  * What a warm instance does while DynamoDB fails: it keeps serving what it last knew. One decorator over the
  * service registry, the token cache and the refresh coordinator, whose views answer like the stores they wrap
  * except that a StoreError is absorbed:
- * - a service read falls back to the last record this instance read (none known: the error stands);
+ * - a service read falls back to the last record this instance read, for at most 5 minutes after that read
+ *   (none known: the error stands); a read that finds the service missing or inactive forgets it and its
+ *   tokens, so a deleted (or switched-off) service stays that way on this instance during an outage;
  * - a token read falls back to the last token this instance read, fetched or wrote, while it is servable;
- * - a token write, a lease release and cool-down reads and writes are skipped;
+ * - a token write is skipped (the token stays in memory), as are a lease release and coordination reads and
+ *   writes (a failed read sees no lease, cool-down or throttle);
  * - a lease write counts as won: in-process single flight is all the coordination left.
  * Every absorbed failure is logged and counted (`StoreDegraded`). Clearing a service's tokens and every admin
  * write still fail loudly.
@@ -44,29 +52,27 @@ export class OutageFallback {
   private readonly options: OutageFallbackOptions;
   private readonly services: LRUCache<string, ServiceRecord>;
   private readonly tokens: LRUCache<string, CachedToken>;
-  private lastCallFailed = false;
 
   constructor(options: OutageFallbackOptions) {
     this.options = options;
     const max = options.maxEntries ?? 1000;
-    this.services = new LRUCache({ max });
+    this.services = new LRUCache({
+      max,
+      ttl: options.maxServiceAgeMs ?? MAX_REMEMBERED_SERVICE_AGE_MS,
+      // The injected clock, checked on every read: the age limit is testable with a fixed clock.
+      perf: { now: options.now },
+      ttlResolution: 0,
+    });
     this.tokens = new LRUCache({ max });
     this.registry = this.registryView(options.registry);
     this.cache = this.cacheView(options.cache);
     this.coordinator = this.coordinatorView(options.coordinator);
   }
 
-  /** Whether the most recent store call through this decorator failed (DynamoDB is in trouble right now). */
-  get failing(): boolean {
-    return this.lastCallFailed;
-  }
-
   /** Runs a store call; on a StoreError logs and counts the degradation and returns `fallback()` instead. */
   private async degradable<T>(operation: string, call: () => Promise<T>, fallback: () => T): Promise<T> {
     try {
-      const result = await call();
-      this.lastCallFailed = false;
-      return result;
+      return await call();
     } catch (error) {
       this.absorb(operation, error);
       return fallback();
@@ -76,7 +82,6 @@ export class OutageFallback {
   /** Rethrows anything but a StoreError; logs and counts a StoreError, which the caller then absorbs. */
   private absorb(operation: string, error: unknown): void {
     if (!(error instanceof StoreError)) throw error;
-    this.lastCallFailed = true;
     this.options.metrics.count('StoreDegraded');
     this.options.logger.warn('store unavailable, degrading', { operation, error });
   }
@@ -92,13 +97,19 @@ export class OutageFallback {
     return token;
   }
 
+  /** Forgets the service and every token of it (all versions and scopes). */
+  private forget(service: string): void {
+    this.services.delete(service);
+    for (const k of [...this.tokens.keys()]) if (k.startsWith(`${service}\u0000`)) this.tokens.delete(k);
+  }
+
   private registryView(inner: ServiceRegistry): ServiceRegistry {
     return {
       get: async (name, call) => {
         try {
           const service = await inner.get(name, call);
-          this.lastCallFailed = false;
-          if (service) this.services.set(name, service);
+          if (service?.is_active) this.services.set(name, service);
+          else this.forget(name);
           return service;
         } catch (error) {
           // Nothing remembered to fall back on: the failure stands.
@@ -148,17 +159,19 @@ export class OutageFallback {
           ),
         ),
       put: async (key, token, call) => {
-        this.remember(key, token);
-        await this.degradable(
+        // Refused (a newer token is stored, or the cache was cleared since): not this instance's to remember.
+        const written = await this.degradable(
           'token cache write',
           () => inner.put(key, token, call),
-          () => undefined,
+          () => true,
         );
+        if (written) this.remember(key, token);
+        return written;
       },
       touch: (key, at, call) => inner.touch(key, at, call),
-      clear: async (service, call) => {
+      clear: async (service, options) => {
         for (const k of [...this.tokens.keys()]) if (k.startsWith(`${service}\u0000`)) this.tokens.delete(k);
-        return inner.clear(service, call);
+        return inner.clear(service, options);
       },
     };
   }
@@ -183,11 +196,17 @@ export class OutageFallback {
           () => inner.coolDown(key, until, error, call),
           () => undefined,
         ),
-      coolingDown: (key, call) =>
+      throttle: (key, until, call) =>
         this.degradable(
-          'cool-down read',
-          () => inner.coolingDown(key, call),
+          'throttle write',
+          () => inner.throttle(key, until, call),
           () => undefined,
+        ),
+      state: (key, call) =>
+        this.degradable(
+          'coordination read',
+          () => inner.state(key, call),
+          () => ({}),
         ),
     };
   }

@@ -3,19 +3,22 @@ import {
   ConditionalCheckFailedException,
   DeleteItemCommand,
   type DynamoDBClient,
-  GetItemCommand,
   PutItemCommand,
+  QueryCommand,
 } from '@aws-sdk/client-dynamodb';
 import { type CallOptions, sendOptions } from './call-options';
 import { storeFailure } from './errors';
 import { TOKEN_CACHE_TABLE } from './tables';
-import { type CacheKey, cacheSortKey } from './token-cache';
+import type { CacheKey } from './token-cache';
 
 /**
  * Cross-instance coordination for one cache key, kept in the token cache table beside the token item (same
- * partition, so clearing a service's tokens clears these too):
- * - a refresh lease, so that of many instances missing the same token at once exactly one asks Entra;
- * - a cool-down, so that after Entra refused a service, callers get the refusal without asking Entra again.
+ * partition, sort keys under `coord#<version>#`, which clearing a service's tokens leaves alone):
+ * - a refresh lease, so that of many instances missing the same token at once exactly one asks Entra, and the
+ *   others can see whether it is still at work;
+ * - a cool-down, so that after Entra refused a service, callers get the refusal without asking Entra again;
+ * - a throttle, so that after Entra asked for a pause longer than a request can wait (Retry-After), no instance
+ *   asks Entra for the service before the pause ends.
  */
 export interface RefreshCoordinator {
   /** Tries to become the one refresher of `key` for `ttlMs`; false when another holder's lease is still live. */
@@ -24,8 +27,10 @@ export interface RefreshCoordinator {
   release(key: CacheKey, holder: string, options?: CallOptions): Promise<void>;
   /** Records that Entra refused `key` until `until` (epoch ms), with the caller-facing error. */
   coolDown(key: CacheKey, until: number, error: CooldownError, options?: CallOptions): Promise<void>;
-  /** The live cool-down of `key`, if any. */
-  coolingDown(key: CacheKey, options?: CallOptions): Promise<(CooldownError & { until: number }) | undefined>;
+  /** Records that Entra asked not to be asked for the key's service version before `until` (epoch ms). */
+  throttle(key: CacheKey, until: number, options?: CallOptions): Promise<void>;
+  /** The live lease, cool-down and throttle of `key`, in one strongly consistent read. */
+  state(key: CacheKey, options?: CallOptions): Promise<CoordinationState>;
 }
 
 /** What is remembered of a refused token request: exactly what the caller was told. */
@@ -34,11 +39,24 @@ export interface CooldownError {
   context?: Record<string, unknown>;
 }
 
+/** What the instances share about one key right now; absent parts are not live. */
+export interface CoordinationState {
+  lease?: { holder: string; expiresAt: number };
+  cooldown?: CooldownError & { until: number };
+  /** Epoch ms before which Entra must not be asked. */
+  throttledUntil?: number;
+}
+
 export interface DynamoDbRefreshCoordinatorOptions {
   client: DynamoDBClient;
   tableName: string;
   now?: () => number;
 }
+
+/** The sort-key prefix of every coordination item of a service version. */
+export const coordinationPrefix = (version: string): string => `coord#${version}#`;
+
+type Kind = 'lease' | 'cooldown' | 'throttled';
 
 /** RefreshCoordinator on the token cache table (conditional writes; no transactions). */
 export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
@@ -52,11 +70,21 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
     this.now = options.now ?? Date.now;
   }
 
-  private key(key: CacheKey, kind: 'lease' | 'cooldown'): Record<string, AttributeValue> {
+  /** The sort key of a coordination item; the throttle is per service version, the others per scope. */
+  private sortKey(key: CacheKey, kind: Kind): string {
+    return `${coordinationPrefix(key.version)}${kind}${kind === 'throttled' ? '' : `#${key.scope}`}`;
+  }
+
+  private key(key: CacheKey, kind: Kind): Record<string, AttributeValue> {
     return {
       [TOKEN_CACHE_TABLE.partitionKey]: { S: key.service },
-      [TOKEN_CACHE_TABLE.sortKey]: { S: `${kind}#${cacheSortKey(key)}` },
+      [TOKEN_CACHE_TABLE.sortKey]: { S: this.sortKey(key, kind) },
     };
+  }
+
+  /** DynamoDB may delete the item a minute after it stops mattering (reads check times themselves). */
+  private ttl(untilMs: number): AttributeValue {
+    return { N: String(Math.ceil(untilMs / 1000) + 60) };
   }
 
   async acquire(key: CacheKey, holder: string, ttlMs: number, options?: CallOptions): Promise<boolean> {
@@ -71,7 +99,7 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
             ...this.key(key, 'lease'),
             holder: { S: holder },
             lease_expires_at: { N: String(now + ttlMs) },
-            [TOKEN_CACHE_TABLE.ttlAttribute]: { N: String(Math.ceil((now + ttlMs) / 1000) + 60) },
+            [TOKEN_CACHE_TABLE.ttlAttribute]: this.ttl(now + ttlMs),
           },
           ConditionExpression: 'attribute_not_exists(#pk) OR #expires < :now',
           ExpressionAttributeNames: { '#pk': TOKEN_CACHE_TABLE.partitionKey, '#expires': 'lease_expires_at' },
@@ -106,51 +134,89 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
   }
 
   async coolDown(key: CacheKey, until: number, error: CooldownError, options?: CallOptions): Promise<void> {
+    await this.put('cool-down', options, {
+      ...this.key(key, 'cooldown'),
+      until: { N: String(until) },
+      message: { S: error.message },
+      context: { S: JSON.stringify(error.context ?? {}) },
+      [TOKEN_CACHE_TABLE.ttlAttribute]: this.ttl(until),
+    });
+  }
+
+  async throttle(key: CacheKey, until: number, options?: CallOptions): Promise<void> {
+    await this.put('throttle', options, {
+      ...this.key(key, 'throttled'),
+      until: { N: String(until) },
+      [TOKEN_CACHE_TABLE.ttlAttribute]: this.ttl(until),
+    });
+  }
+
+  private async put(what: string, options: CallOptions | undefined, item: Record<string, AttributeValue>) {
     try {
       await this.client.send(
-        new PutItemCommand({
-          TableName: this.tableName,
-          Item: {
-            ...this.key(key, 'cooldown'),
-            until: { N: String(until) },
-            message: { S: error.message },
-            context: { S: JSON.stringify(error.context ?? {}) },
-            [TOKEN_CACHE_TABLE.ttlAttribute]: { N: String(Math.ceil(until / 1000) + 60) },
-          },
-        }),
+        new PutItemCommand({ TableName: this.tableName, Item: item }),
         sendOptions(options),
       );
     } catch (cause) {
-      throw storeFailure('cool-down write failed', cause);
+      throw storeFailure(`${what} write failed`, cause);
     }
   }
 
-  async coolingDown(
-    key: CacheKey,
-    options?: CallOptions,
-  ): Promise<(CooldownError & { until: number }) | undefined> {
-    let item: Record<string, AttributeValue> | undefined;
+  async state(key: CacheKey, options?: CallOptions): Promise<CoordinationState> {
+    const items: Record<string, AttributeValue>[] = [];
     try {
-      const out = await this.client.send(
-        new GetItemCommand({
-          TableName: this.tableName,
-          Key: this.key(key, 'cooldown'),
-          ConsistentRead: true,
-        }),
-        sendOptions(options),
-      );
-      item = out.Item;
+      let startKey: Record<string, AttributeValue> | undefined;
+      do {
+        const out = await this.client.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :service AND begins_with(#sk, :prefix)',
+            ExpressionAttributeNames: {
+              '#pk': TOKEN_CACHE_TABLE.partitionKey,
+              '#sk': TOKEN_CACHE_TABLE.sortKey,
+            },
+            ExpressionAttributeValues: {
+              ':service': { S: key.service },
+              ':prefix': { S: coordinationPrefix(key.version) },
+            },
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+          sendOptions(options),
+        );
+        items.push(...(out.Items ?? []));
+        startKey = out.LastEvaluatedKey;
+      } while (startKey);
     } catch (cause) {
-      throw storeFailure('cool-down read failed', cause);
+      throw storeFailure('coordination read failed', cause);
     }
-    const until = Number(item?.until?.N);
-    if (!item || !(until > this.now())) return undefined;
-    let context: Record<string, unknown> | undefined;
-    try {
-      context = JSON.parse(item.context?.S ?? '{}') as Record<string, unknown>;
-    } catch {
-      context = undefined;
+    const now = this.now();
+    const bySortKey = new Map(items.map((item) => [item[TOKEN_CACHE_TABLE.sortKey]?.S, item]));
+    const state: CoordinationState = {};
+    const lease = bySortKey.get(this.sortKey(key, 'lease'));
+    const leaseExpiresAt = Number(lease?.lease_expires_at?.N);
+    if (lease?.holder?.S && leaseExpiresAt >= now) {
+      state.lease = { holder: lease.holder.S, expiresAt: leaseExpiresAt };
     }
-    return { until, message: item.message?.S ?? 'identity provider refused the request', context };
+    const cooldown = bySortKey.get(this.sortKey(key, 'cooldown'));
+    const cooldownUntil = Number(cooldown?.until?.N);
+    if (cooldown && cooldownUntil > now) {
+      state.cooldown = {
+        until: cooldownUntil,
+        message: cooldown.message?.S ?? 'identity provider refused the request',
+        context: parseContext(cooldown.context?.S),
+      };
+    }
+    const throttledUntil = Number(bySortKey.get(this.sortKey(key, 'throttled'))?.until?.N);
+    if (throttledUntil > now) state.throttledUntil = throttledUntil;
+    return state;
+  }
+}
+
+function parseContext(text: string | undefined): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(text ?? '{}') as Record<string, unknown>;
+  } catch {
+    return undefined;
   }
 }

@@ -10,6 +10,7 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { type CallOptions, sendOptions } from './call-options';
+import type { IssuedToken } from './entra-token-client';
 import { storeFailure } from './errors';
 import { TOKEN_CACHE_TABLE } from './tables';
 import type { TokenSealer } from './token-encryption';
@@ -36,14 +37,36 @@ export interface CachedToken {
   lastUsedAt?: number;
 }
 
+/** The cache entry of an issued token: refreshed at Entra's `refresh_in`, else at `refreshFraction` of its life. */
+export function cachedTokenOf(issued: IssuedToken, scope: string, refreshFraction: number): CachedToken {
+  const lifetimeMs = issued.expiresAt - issued.acquiredAt;
+  const refreshAfterMs =
+    issued.refreshIn !== undefined ? issued.refreshIn * 1000 : lifetimeMs * refreshFraction;
+  return {
+    accessToken: issued.accessToken,
+    scope,
+    acquiredAt: issued.acquiredAt,
+    expiresAt: issued.expiresAt,
+    refreshAt: issued.acquiredAt + refreshAfterMs,
+  };
+}
+
 /** Where issued tokens are cached. The DynamoDB adapter below is the only production implementation. */
 export interface TokenCache {
   /** The cached token if it is still valid for more than {@link EXPIRY_MARGIN_MS}; otherwise undefined. */
   get(key: CacheKey, options?: CallOptions): Promise<CachedToken | undefined>;
-  /** Stores (or replaces) the token for the key. */
-  put(key: CacheKey, token: CachedToken, options?: CallOptions): Promise<void>;
-  /** Removes every cached token of the service (all versions and scopes); returns how many. */
-  clear(service: string, options?: CallOptions): Promise<number>;
+  /**
+   * Stores the token for the key unless the cache already holds a newer one, or was cleared after this token was
+   * asked for (its `acquiredAt`); returns whether it was written. Without `token.lastUsedAt` the stored
+   * `last_used_at` is kept (a refresh is not a use).
+   */
+  put(key: CacheKey, token: CachedToken, options?: CallOptions): Promise<boolean>;
+  /**
+   * Removes every cached token of the service (all versions and scopes); returns how many. Leases, cool-downs and
+   * throttles stay (lib/refresh-coordinator.ts). With `clearedAt`, the `keys` given keep a marker instead, so that
+   * a token asked for before `clearedAt` and written later does not refill them.
+   */
+  clear(service: string, options?: ClearOptions & CallOptions): Promise<number>;
   /** Records that the token was served at `at` (only if the item still exists). */
   touch(key: CacheKey, at: number, options?: CallOptions): Promise<void>;
   /**
@@ -54,9 +77,20 @@ export interface TokenCache {
   lookup(service: string, options?: CallOptions): Promise<TokenLookup>;
 }
 
+/** What {@link TokenCache.clear} leaves behind. */
+export interface ClearOptions {
+  /** When the clear was asked for (epoch ms). */
+  clearedAt?: number;
+  /** Keys that keep a cleared marker (the service's current version and scopes). */
+  keys?: CacheKey[];
+}
+
+/** How long a cleared marker refuses older tokens: longer than any token lives (Entra's CAE tokens: 28 h). */
+const CLEARED_MARKER_MS = 30 * 60 * 60_000;
+
 /** The cached items of one service, read at once; tokens are decrypted only when asked for. */
 export interface TokenLookup {
-  get(key: CacheKey): Promise<CachedToken | undefined>;
+  get(key: CacheKey, options?: CallOptions): Promise<CachedToken | undefined>;
 }
 
 /** The sort key of the cache item; leases and cool-downs of the same key live beside it (see lib/refresh-coordinator.ts). */
@@ -79,6 +113,9 @@ export interface DynamoDbTokenCacheOptions {
 }
 
 const BATCH_LIMIT = 25;
+
+/** A token is sealed for exactly one service, configuration version and scope. */
+const sealContextOf = (key: CacheKey) => ({ service: key.service, version: key.version, scope: key.scope });
 const MAX_BATCH_ATTEMPTS = 5;
 
 /**
@@ -108,11 +145,7 @@ export class DynamoDbTokenCache implements TokenCache {
     const ciphertext = item.sealed_token?.S;
     const encryptedKey = item.data_key?.S;
     if (!ciphertext || !encryptedKey) return undefined;
-    return this.sealer.open(
-      { ciphertext, encryptedKey },
-      { service: key.service, scope: key.scope },
-      options,
-    );
+    return this.sealer.open({ ciphertext, encryptedKey }, sealContextOf(key), options);
   }
 
   private key(service: string, sk: string): Record<string, AttributeValue> {
@@ -188,35 +221,41 @@ export class DynamoDbTokenCache implements TokenCache {
     return token;
   }
 
-  async put(key: CacheKey, token: CachedToken, options?: CallOptions): Promise<void> {
+  async put(key: CacheKey, token: CachedToken, options?: CallOptions): Promise<boolean> {
     const secretPart: Record<string, AttributeValue> = this.sealer
-      ? await this.sealer
-          .seal(token.accessToken, { service: key.service, scope: key.scope }, options)
-          .then((sealed) => ({
-            sealed_token: { S: sealed.ciphertext },
-            data_key: { S: sealed.encryptedKey },
-          }))
-      : { access_token: { S: token.accessToken } };
+      ? await this.sealer.seal(token.accessToken, sealContextOf(key), options).then((sealed) => ({
+          ':sealed': { S: sealed.ciphertext },
+          ':dataKey': { S: sealed.encryptedKey },
+        }))
+      : { ':token': { S: token.accessToken } };
+    const tokenSet = this.sealer ? 'sealed_token = :sealed, data_key = :dataKey' : 'access_token = :token';
     try {
+      // Timeline: A asks Entra at t1, B at t2 > t1 (A's lease expired, or A was frozen). B writes first; A's write
+      // finds acquired_at = t2 > t1 and is refused. A clear at t3 leaves cleared_at = t3: A's token from t1 < t3
+      // does not refill the cache, while a token asked for after the clear does.
       await this.client.send(
-        new PutItemCommand({
+        new UpdateItemCommand({
           TableName: this.tableName,
-          Item: {
-            ...this.key(key.service, cacheSortKey(key)),
+          Key: this.key(key.service, cacheSortKey(key)),
+          UpdateExpression: `SET ${tokenSet}, #scope = :scope, acquired_at = :acquired, expires_at = :expires, refresh_at = :refresh, last_used_at = ${token.lastUsedAt === undefined ? 'if_not_exists(last_used_at, :acquired)' : ':used'}, #ttl = :ttl REMOVE cleared_at`,
+          ConditionExpression:
+            '(attribute_not_exists(acquired_at) OR acquired_at <= :acquired) AND (attribute_not_exists(cleared_at) OR cleared_at <= :acquired)',
+          ExpressionAttributeNames: { '#scope': 'scope', '#ttl': TOKEN_CACHE_TABLE.ttlAttribute },
+          ExpressionAttributeValues: {
             ...secretPart,
-            scope: { S: token.scope },
-            acquired_at: { N: String(token.acquiredAt) },
-            expires_at: { N: String(token.expiresAt) },
-            refresh_at: { N: String(token.refreshAt) },
-            last_used_at: { N: String(token.lastUsedAt ?? token.acquiredAt) },
-            [TOKEN_CACHE_TABLE.ttlAttribute]: {
-              N: String(Math.floor((token.expiresAt - EXPIRY_MARGIN_MS) / 1000)),
-            },
+            ':scope': { S: token.scope },
+            ':acquired': { N: String(token.acquiredAt) },
+            ':expires': { N: String(token.expiresAt) },
+            ':refresh': { N: String(token.refreshAt) },
+            ...(token.lastUsedAt === undefined ? {} : { ':used': { N: String(token.lastUsedAt) } }),
+            ':ttl': { N: String(Math.floor((token.expiresAt - EXPIRY_MARGIN_MS) / 1000)) },
           },
         }),
         sendOptions(options),
       );
+      return true;
     } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
       throw storeFailure('token cache write failed', error);
     }
   }
@@ -241,8 +280,9 @@ export class DynamoDbTokenCache implements TokenCache {
     }
   }
 
-  async clear(service: string, options?: CallOptions): Promise<number> {
-    const keys: Record<string, AttributeValue>[] = [];
+  async clear(service: string, options: ClearOptions & CallOptions = {}): Promise<number> {
+    const marked = new Set((options.keys ?? []).map(cacheSortKey));
+    const tokens: Record<string, AttributeValue>[] = [];
     try {
       let startKey: Record<string, AttributeValue> | undefined;
       do {
@@ -255,20 +295,32 @@ export class DynamoDbTokenCache implements TokenCache {
               '#sk': TOKEN_CACHE_TABLE.sortKey,
             },
             ExpressionAttributeValues: { ':service': { S: service } },
-            ProjectionExpression: '#pk, #sk',
+            ProjectionExpression: '#pk, #sk, expires_at',
             ConsistentRead: true,
             ExclusiveStartKey: startKey,
           }),
           sendOptions(options),
         );
-        for (const item of out.Items ?? []) keys.push(item);
+        // Token items only: leases, cool-downs and throttles outlive a clear.
+        for (const item of out.Items ?? []) {
+          if (item.expires_at !== undefined) tokens.push(item);
+        }
         startKey = out.LastEvaluatedKey;
       } while (startKey);
 
-      for (let i = 0; i < keys.length; i += BATCH_LIMIT) {
-        let pending: WriteRequest[] = keys
-          .slice(i, i + BATCH_LIMIT)
-          .map((Key) => ({ DeleteRequest: { Key } }));
+      if (options.clearedAt !== undefined) {
+        for (const key of options.keys ?? []) await this.markCleared(key, options.clearedAt, options);
+      }
+      const deletes = tokens.filter((item) => !marked.has(item[TOKEN_CACHE_TABLE.sortKey]?.S ?? ''));
+      for (let i = 0; i < deletes.length; i += BATCH_LIMIT) {
+        let pending: WriteRequest[] = deletes.slice(i, i + BATCH_LIMIT).map((item) => ({
+          DeleteRequest: {
+            Key: {
+              [TOKEN_CACHE_TABLE.partitionKey]: item[TOKEN_CACHE_TABLE.partitionKey] as AttributeValue,
+              [TOKEN_CACHE_TABLE.sortKey]: item[TOKEN_CACHE_TABLE.sortKey] as AttributeValue,
+            },
+          },
+        }));
         for (let attempt = 0; pending.length > 0; attempt++) {
           if (attempt === MAX_BATCH_ATTEMPTS) throw new Error('unprocessed deletes left after retries');
           const out = await this.client.send(
@@ -282,6 +334,21 @@ export class DynamoDbTokenCache implements TokenCache {
     } catch (error) {
       throw storeFailure('token cache clear failed', error);
     }
-    return keys.length;
+    return tokens.length;
+  }
+
+  /** Replaces the key's item with a cleared marker: no token, and `cleared_at` for {@link put}'s condition. */
+  private async markCleared(key: CacheKey, clearedAt: number, options?: CallOptions): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.tableName,
+        Item: {
+          ...this.key(key.service, cacheSortKey(key)),
+          cleared_at: { N: String(clearedAt) },
+          [TOKEN_CACHE_TABLE.ttlAttribute]: { N: String(Math.ceil((clearedAt + CLEARED_MARKER_MS) / 1000)) },
+        },
+      }),
+      sendOptions(options),
+    );
   }
 }

@@ -3,9 +3,13 @@ import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk
 import { type CallOptions, sendOptions } from './call-options';
 import { StoreError, storeFailure } from './errors';
 
-/** What a sealed token is bound to: opening it under any other context fails. */
+/**
+ * What a sealed token is bound to: opening it under any other context fails. The version binds it to one
+ * configuration of the service, so a token of an older configuration cannot be replayed into the current slot.
+ */
 export interface SealContext {
   service: string;
+  version: string;
   scope: string;
 }
 
@@ -17,7 +21,7 @@ export interface SealedToken {
 
 /**
  * Encrypts cached tokens so that read access to the token cache table alone reveals nothing: opening one needs
- * kms:Decrypt on the broker's key with the token's encryption context (service and scope).
+ * kms:Decrypt on the broker's key with the token's encryption context (service, version and scope).
  */
 export interface TokenSealer {
   seal(token: string, context: SealContext, options?: CallOptions): Promise<SealedToken>;
@@ -44,7 +48,12 @@ export const TOKEN_SEAL_PURPOSE = 'token-broker:token-cache';
 
 /** The KMS encryption context; also the AES-GCM associated data, in a canonical order. */
 function encryptionContext(context: SealContext): Record<string, string> {
-  return { purpose: TOKEN_SEAL_PURPOSE, scope: context.scope, service: context.service };
+  return {
+    purpose: TOKEN_SEAL_PURPOSE,
+    scope: context.scope,
+    service: context.service,
+    version: context.version,
+  };
 }
 
 const aad = (context: SealContext): Buffer => Buffer.from(JSON.stringify(encryptionContext(context)), 'utf8');
@@ -168,7 +177,7 @@ export class KmsEnvelopeEncryption implements TokenSealer {
         'utf8',
       );
     } catch (error) {
-      // Tampered, or moved to another service or scope: the associated data no longer matches.
+      // Tampered, or moved to another service, version or scope: the associated data no longer matches.
       throw new StoreError('sealed token failed authentication', { cause: error });
     }
   }

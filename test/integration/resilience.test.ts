@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { MAX_ENTRA_ATTEMPTS } from '../../lib/entra-retry-policy';
 import { IdentityProviderError, IdentityProviderUnavailableError } from '../../lib/errors';
 import { isoSeconds } from '../../lib/token-response';
 import type { EmulatorFault } from '../fixtures/entra-emulator';
@@ -104,8 +105,8 @@ describe('Entra failures', () => {
       expect(waits).toEqual([100, 200, 400]);
     });
 
-    it('stops retrying once the next wait would exceed the retry budget', async () => {
-      // Prepare: 100 + 200 + 400 + 800 + 1000 + 1000 + 1000 = 4500 ms of backoff fit into 5 s; another 1000 does not
+    it('stops after MAX_ENTRA_ATTEMPTS requests although the budget would allow more', async () => {
+      // Prepare: 100 + 200 + 400 + 800 ms of backoff fit easily into 5 s
       const name = fresh();
       await bed.createService(name);
       const { flow, waits } = instance();
@@ -117,9 +118,57 @@ describe('Entra failures', () => {
       });
       // Assess
       expect(error).toBeInstanceOf(IdentityProviderError);
-      expect(waits).toEqual([100, 200, 400, 800, 1000, 1000, 1000]);
-      expect(requests).toBe(8);
+      expect(waits).toEqual([100, 200, 400, 800]);
+      expect(requests).toBe(MAX_ENTRA_ATTEMPTS);
     });
+
+    it('stops retrying once the next wait would exceed the retry budget', async () => {
+      // Prepare: two 2 s Retry-After waits fit into the 5 s budget, a third does not
+      const name = fresh();
+      await bed.createService(name);
+      const { flow, waits } = instance();
+      bed.emulator.failNext({ kind: 'unavailable', retryAfterSeconds: 2 }, 20);
+      // Act
+      let error: unknown;
+      const requests = await entraRequestsDuring(async () => {
+        error = await rejectionOf(flow.getToken(name));
+      });
+      // Assess
+      expect(error).toBeInstanceOf(IdentityProviderUnavailableError);
+      expect(waits).toEqual([2000, 2000]);
+      expect(requests).toBe(3);
+    });
+
+    it.each([
+      ['Retry-After: 0', { kind: 'throttle', retryAfterSeconds: 0 } as EmulatorFault],
+      [
+        'a Retry-After date in the past',
+        {
+          kind: 'json',
+          status: 429,
+          body: { error: 'temporarily_unavailable' },
+          headers: { 'Retry-After': 'Wed, 21 Oct 2015 07:28:00 GMT' },
+        } as EmulatorFault,
+      ],
+    ])(
+      'waits at least the backoff after %s and gives up after MAX_ENTRA_ATTEMPTS requests',
+      async (_, fault) => {
+        // Prepare: Entra answers every request at once with a pause that is already over
+        const name = fresh();
+        await bed.createService(name);
+        const { flow, waits } = instance();
+        bed.emulator.failNext(fault, 500);
+        // Act
+        let error: unknown;
+        const requests = await entraRequestsDuring(async () => {
+          error = await rejectionOf(flow.getToken(name));
+        });
+        // Assess: not a spin of requests inside the budget
+        expect(error).toBeInstanceOf(IdentityProviderUnavailableError);
+        expect(waits).toEqual([100, 200, 400, 800]);
+        expect(requests).toBe(MAX_ENTRA_ATTEMPTS);
+      },
+    );
 
     it('waits out the Retry-After of a 429 within the budget, then answers with the new token', async () => {
       // Prepare
@@ -164,6 +213,54 @@ describe('Entra failures', () => {
       expect((error as IdentityProviderUnavailableError).retryAfterSeconds).toBe(60);
       expect(waits).toEqual([]);
       expect(requests).toBe(1);
+    });
+  });
+
+  describe('a Retry-After longer than the budget', () => {
+    /** A service whose first request Entra throttled for 60 s, and the refused instance's clock. */
+    async function throttledOnce() {
+      const name = fresh();
+      await bed.createService(name);
+      const a = instance();
+      bed.emulator.failNext({ kind: 'throttle', retryAfterSeconds: 60 });
+      await rejectionOf(a.flow.getToken(name));
+      return { name, ...a };
+    }
+
+    it('keeps every instance from asking Entra until it has passed: 503 with the remaining Retry-After', async () => {
+      // Prepare
+      const { name, clock } = await throttledOnce();
+      clock.advance(20_000);
+      const other = bed.flow({ now: clock.now, settings: { retryBudgetMs: BUDGET_MS } });
+      // Act
+      let error: unknown;
+      const requests = await entraRequestsDuring(async () => {
+        error = await rejectionOf(other.getToken(name));
+      });
+      // Assess
+      expect(requests).toBe(0);
+      expect(error).toBeInstanceOf(IdentityProviderUnavailableError);
+      expect((error as IdentityProviderUnavailableError).retryAfterSeconds).toBe(40);
+    });
+
+    it('keeps forced refreshes from asking Entra too', async () => {
+      const { name, clock } = await throttledOnce();
+      const other = bed.flow({ now: clock.now, settings: { retryBudgetMs: BUDGET_MS } });
+      const requests = await entraRequestsDuring(() =>
+        rejectionOf(other.getToken(name, { forceRefresh: true })),
+      );
+      expect(requests).toBe(0);
+    });
+
+    it('lets the next request ask Entra once it has passed', async () => {
+      const { name, clock, flow } = await throttledOnce();
+      clock.advance(60_001);
+      let token: string | undefined;
+      const requests = await entraRequestsDuring(async () => {
+        token = (await flow.getToken(name)).token.accessToken;
+      });
+      expect(requests).toBe(1);
+      expect(token).toBe(bed.emulator.issuedTokens.at(-1));
     });
   });
 
@@ -290,9 +387,9 @@ describe('Entra failures', () => {
       return { name, cached, ...i };
     }
 
-    it('serves the still-valid cached token to every caller while the refresh keeps failing', async () => {
-      // Prepare: Entra throttles for longer than the budget, three times in a row
-      const { name, flow, cached } = await pastRefreshPoint();
+    it('serves the still-valid cached token to every caller while Entra throttles, asking Entra once until the pause ends', async () => {
+      // Prepare: Entra throttles for longer than the budget
+      const { name, flow, clock, cached } = await pastRefreshPoint();
       bed.emulator.failNext({ kind: 'throttle', retryAfterSeconds: 120 }, 3);
       // Act
       const served: string[] = [];
@@ -300,17 +397,34 @@ describe('Entra failures', () => {
         for (let i = 0; i < 3; i++) {
           served.push((await flow.getToken(name)).token.accessToken);
           await flow.settled();
+          clock.advance(30_000);
         }
       });
-      // Assess: each request past the refresh point tried one refresh, and each caller got the cached token
-      expect(requests).toBe(3);
+      // Assess: one refresh asked Entra; the throttle kept the next ones from asking; callers got the cached token
+      expect(requests).toBe(1);
       expect(served).toEqual([cached, cached, cached]);
     });
 
-    it('tries the refresh again on the next request after a failed one', async () => {
-      // Prepare: one failed refresh
-      const { name, flow, cached } = await pastRefreshPoint();
+    it('refreshes again once Entra’s pause has passed', async () => {
+      // Prepare: a refresh throttled for 120 s
+      const { name, flow, clock, cached } = await pastRefreshPoint();
       bed.emulator.failNext({ kind: 'throttle', retryAfterSeconds: 120 });
+      await flow.getToken(name);
+      await flow.settled();
+      // Act
+      clock.advance(121_000);
+      await flow.getToken(name);
+      await flow.settled();
+      const next = await flow.getToken(name);
+      // Assess
+      expect(next.token.accessToken).not.toBe(cached);
+      expect(next.token.accessToken).toBe(bed.emulator.issuedTokens.at(-1));
+    });
+
+    it('tries the refresh again on the next request after a failed one', async () => {
+      // Prepare: one refresh that failed on every attempt
+      const { name, flow, cached } = await pastRefreshPoint();
+      bed.emulator.failNext({ kind: 'html500' }, MAX_ENTRA_ATTEMPTS);
       await flow.getToken(name);
       await flow.settled();
       // Act

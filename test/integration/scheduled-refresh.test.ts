@@ -1,7 +1,14 @@
-import { FlowTestBed, GRAPH, ManualClock, VAULT } from '../fixtures/flow-test-bed';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Context } from 'aws-lambda';
+import type { ClientCredentialsFlow } from '../../lib/client-credentials-flow';
+import type { ScheduledRunResult } from '../../lib/scheduled-refresh';
+import { localLambdaContext } from '../../local/apigw-event';
+import { BrokerHarness } from '../fixtures/broker-harness';
+import { dynamoDbLocalClient } from '../fixtures/dynamodb';
+import { FLOW_START, FlowTestBed, GRAPH, ManualClock, VAULT } from '../fixtures/flow-test-bed';
 
 /**
- * The scheduled refresh (functions/refresh.ts → ClientCredentialsFlow.refreshDue): tokens that callers used
+ * The scheduled refresh (functions/refresh.ts → ScheduledRefresh): tokens that callers used
  * recently and that reach their refresh point within the horizon are refreshed ahead, so callers hit the cache.
  */
 describe('scheduled refresh of recently used tokens', () => {
@@ -17,6 +24,10 @@ describe('scheduled refresh of recently used tokens', () => {
     await bed.close();
   });
 
+  /** One scheduled run for one service (functions/refresh.ts runs this for every due service). */
+  const refreshDue = (flow: ClientCredentialsFlow, clock: ManualClock, name: string, horizonMs = HORIZON) =>
+    bed.scheduledRefresh(flow, { now: clock.now, horizonMs, usedWithinMs: USED_WITHIN }).refreshService(name);
+
   it('refreshes a used token whose refresh point falls within the horizon, and callers then get the new token', async () => {
     const clock = new ManualClock();
     const flow = bed.flow({ now: clock.now });
@@ -25,7 +36,9 @@ describe('scheduled refresh of recently used tokens', () => {
     clock.advance(26 * 60_000); // refresh point in 4 minutes: within the 6-minute horizon
     const before = bed.emulator.tokenRequestCount;
 
-    const outcomes = await flow.refreshDue('due', HORIZON, USED_WITHIN);
+    const outcomes = await bed
+      .scheduledRefresh(flow, { now: clock.now, horizonMs: HORIZON, usedWithinMs: USED_WITHIN })
+      .refreshService('due');
 
     expect(outcomes).toEqual({ [GRAPH]: 'refreshed' });
     expect(bed.emulator.tokenRequestCount - before).toBe(1);
@@ -42,7 +55,11 @@ describe('scheduled refresh of recently used tokens', () => {
     clock.advance(10 * 60_000);
     const before = bed.emulator.tokenRequestCount;
 
-    expect(await flow.refreshDue('fresh', HORIZON, USED_WITHIN)).toEqual({ [GRAPH]: 'fresh' });
+    expect(
+      await bed
+        .scheduledRefresh(flow, { now: clock.now, horizonMs: HORIZON, usedWithinMs: USED_WITHIN })
+        .refreshService('fresh'),
+    ).toEqual({ [GRAPH]: 'fresh' });
     expect(bed.emulator.tokenRequestCount).toBe(before);
   });
 
@@ -58,7 +75,9 @@ describe('scheduled refresh of recently used tokens', () => {
     clock.advance(2 * 3600_000);
     const before = bed.emulator.tokenRequestCount;
 
-    const outcomes = await flow.refreshDue('idle', HORIZON, USED_WITHIN);
+    const outcomes = await bed
+      .scheduledRefresh(flow, { now: clock.now, horizonMs: HORIZON, usedWithinMs: USED_WITHIN })
+      .refreshService('idle');
 
     expect(outcomes).toEqual({ [GRAPH]: 'unused', [VAULT]: 'not-cached' });
     expect(bed.emulator.tokenRequestCount).toBe(before);
@@ -76,7 +95,101 @@ describe('scheduled refresh of recently used tokens', () => {
     await flow.settled(); // the last_used_at write runs in the background
     const before = bed.emulator.tokenRequestCount;
 
-    expect(await flow.refreshDue('busy', 15 * 60_000, USED_WITHIN)).toEqual({ [GRAPH]: 'refreshed' });
+    expect(
+      await bed
+        .scheduledRefresh(flow, { now: clock.now, horizonMs: 15 * 60_000, usedWithinMs: USED_WITHIN })
+        .refreshService('busy'),
+    ).toEqual({ [GRAPH]: 'refreshed' });
     expect(bed.emulator.tokenRequestCount - before).toBe(1);
+  });
+
+  it('keeps a token requested once alive only until its usage window ends (a refresh is not a use)', async () => {
+    // Prepare: one request, then a scheduled run every 5 minutes for 8 hours
+    const clock = new ManualClock();
+    const flow = bed.flow({ now: clock.now });
+    await bed.createService('once');
+    await flow.getToken('once');
+    const before = bed.emulator.tokenRequestCount;
+    // Act
+    const refreshedAtMinute: number[] = [];
+    for (let minute = 5; minute <= 8 * 60; minute += 5) {
+      clock.set(FLOW_START + minute * 60_000);
+      if ((await refreshDue(flow, clock, 'once'))[GRAPH] === 'refreshed') refreshedAtMinute.push(minute);
+    }
+    // Assess: refreshed while in use (the 60-minute window), never after
+    expect(refreshedAtMinute).toEqual([25, 50]);
+    expect(bed.emulator.tokenRequestCount - before).toBe(2);
+  });
+
+  it('does not refresh a token that another instance refreshed after the run read it (read again under the lease)', async () => {
+    // Prepare: a due token; just before the run takes the lease, another instance refreshes the token
+    const clock = new ManualClock();
+    await bed.createService('raced');
+    await bed.flow({ now: clock.now }).getToken('raced');
+    clock.advance(26 * 60_000);
+    const other = bed.flow({ now: clock.now });
+    const client = dynamoDbLocalClient();
+    let raced = false;
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const isLeaseWrite =
+          context.commandName === 'PutItemCommand' && JSON.stringify(args.input).includes('lease');
+        if (isLeaseWrite && !raced) {
+          raced = true;
+          await other.getToken('raced', { forceRefresh: true });
+        }
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const flow = bed.flow({ now: clock.now, dynamodb: client });
+    const before = bed.emulator.tokenRequestCount;
+    // Act
+    const outcomes = await refreshDue(flow, clock, 'raced');
+    // Assess: only the other instance's request reached Entra
+    expect(raced).toBe(true);
+    expect(outcomes).toEqual({ [GRAPH]: 'fresh' });
+    expect(bed.emulator.tokenRequestCount - before).toBe(1);
+  });
+});
+
+describe('the scheduled refresh function with a slow Entra', () => {
+  const SERVICES = 8;
+  const ENTRA_LATENCY_MS = 3000;
+  let h: BrokerHarness;
+  let handler: (event: unknown, context: Context) => Promise<ScheduledRunResult>;
+
+  beforeAll(async () => {
+    // Every token is due at once: its refresh point (30 min) is inside a 40-minute horizon.
+    h = await BrokerHarness.start({ env: { TOKEN_BROKER_REFRESH_HORIZON_MS: String(40 * 60_000) } });
+    jest.isolateModules(() => {
+      handler = require('../../functions/refresh').handler;
+    });
+  });
+  afterAll(async () => {
+    h.emulator.setLatency(0);
+    await h.close();
+  });
+
+  it('reaches every due service before the function times out (refreshes run side by side)', async () => {
+    // Prepare: services whose tokens callers use; Entra then takes 3 s per request
+    const names = Array.from({ length: SERVICES }, (_, i) => `slow${i}`);
+    for (const name of names) {
+      await h.createService(name);
+      expect((await h.token('GET', name)).status).toBe(200);
+    }
+    h.emulator.setLatency(ENTRA_LATENCY_MS);
+    const before = h.emulator.tokenRequestCount;
+    // Act: a run with 20 s left before the Lambda timeout (one after another would need 24 s of Entra time)
+    const timeoutMs = 20_000;
+    const run = handler({}, localLambdaContext('token-broker-refresh', timeoutMs));
+    const timer = new AbortController();
+    const timedOut = delay(timeoutMs, 'timed out' as const, { signal: timer.signal }).catch(() => 'ended');
+    const outcome = await Promise.race([run, timedOut]);
+    timer.abort();
+    await run;
+    // Assess
+    expect(outcome).toEqual({ services: SERVICES, refreshed: SERVICES, failed: 0, skipped: 0 });
+    expect(h.emulator.tokenRequestCount - before).toBe(SERVICES);
   });
 });

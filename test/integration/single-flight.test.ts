@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { IdentityProviderUnavailableError } from '../../lib/errors';
 import {
   FLOW_START,
   FlowTestBed,
@@ -131,23 +132,46 @@ describe('single flight, refresh lease and refresh-ahead', () => {
       expect(await coordinator.acquire(k, 'B', 10_000)).toBe(true);
     });
 
-    it('makes a waiter whose holder never writes a token ask Entra itself after leaseWaitMs', async () => {
-      // Prepare: a holder that took the lease for 60 s and then crashed
+    it('makes a waiter follow a crashed holder until its lease expires, then take over with one Entra request', async () => {
+      // Prepare: a holder that took the lease for 2 s and then crashed
       const name = fresh();
       await bed.createService(name);
       const clock = new ManualClock();
-      await bed.coordinator(clock.now).acquire(await bed.cacheKey(name), 'crashed-holder', 60_000);
+      await bed.coordinator(clock.now).acquire(await bed.cacheKey(name), 'crashed-holder', 2000);
       const { sleep, waits } = recordingSleep(clock);
-      const flow = bed.flow({ now: clock.now, sleep, settings: { leaseWaitMs: 2000, leasePollMs: 100 } });
+      const flow = bed.flow({ now: clock.now, sleep, settings: { leaseWaitMs: 5000, leasePollMs: 100 } });
       // Act
       let cache: string | undefined;
       const requests = await entraRequestsDuring(async () => {
         ({ cache } = await flow.getToken(name));
       });
-      // Assess
+      // Assess: it waited exactly until the lease had expired (polls of 100 ms), not a fixed time
       expect(cache).toBe('miss');
       expect(requests).toBe(1);
-      expect(waits.reduce((a, b) => a + b, 0)).toBe(2000);
+      expect(waits.reduce((a, b) => a + b, 0)).toBe(2100);
+    });
+
+    it('answers 503 with Retry-After instead of asking Entra while the holder is still at work at the deadline', async () => {
+      // Prepare: a holder whose lease outlives the waiter's whole budget (leaseWaitMs + retryBudgetMs)
+      const name = fresh();
+      await bed.createService(name);
+      const clock = new ManualClock();
+      await bed.coordinator(clock.now).acquire(await bed.cacheKey(name), 'slow-holder', 60_000);
+      const { sleep } = recordingSleep(clock);
+      const flow = bed.flow({
+        now: clock.now,
+        sleep,
+        settings: { leaseWaitMs: 1000, retryBudgetMs: 2000, leasePollMs: 100 },
+      });
+      // Act
+      let error: unknown;
+      const requests = await entraRequestsDuring(async () => {
+        error = await flow.getToken(name).catch((e: unknown) => e);
+      });
+      // Assess
+      expect(requests).toBe(0);
+      expect(error).toBeInstanceOf(IdentityProviderUnavailableError);
+      expect((error as IdentityProviderUnavailableError).retryAfterSeconds).toBe(57);
     });
 
     it('does not make a forced refresh wait out leaseWaitMs for another instance’s forced refresh', async () => {

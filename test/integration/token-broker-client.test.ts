@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   type Clock,
   TokenBrokerClient,
@@ -145,6 +146,12 @@ describe('TokenBrokerClient against npm start with TOKEN_BROKER_LOCAL_IAM', () =
 
   it('waits for Retry-After plus jitter after a 503 and then gets the token', async () => {
     const { clock, calls, client } = setup();
+    // The broker keeps Entra's pause for every instance until it ends: this wait must pass in real time too.
+    const recordSleep = clock.sleep;
+    clock.sleep = async (ms: number) => {
+      await recordSleep(ms);
+      await delay(ms);
+    };
     iam.emulator.failNext({ kind: 'throttle', retryAfterSeconds: 2 });
 
     const token = await client.forceRefresh(SERVICE);

@@ -31,7 +31,7 @@ describe('KmsEnvelopeEncryption against a KMS endpoint', () => {
   let dir: string;
   let kms: { url: string; close(): Promise<void> };
   let keyArn: string;
-  const context = { service: 'graph', scope: 'https://graph.microsoft.com/.default' };
+  const context = { service: 'graph', version: 'v1', scope: 'https://graph.microsoft.com/.default' };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sealing-'));
@@ -50,10 +50,11 @@ describe('KmsEnvelopeEncryption against a KMS endpoint', () => {
     await expect(sealer.open(sealed, context)).resolves.toBe('eyJ.secret-token.sig');
   });
 
-  it('refuses to open a token under another service or scope (encryption context binding)', async () => {
+  it('refuses to open a token under another service, version or scope (encryption context binding)', async () => {
     const sealer = new KmsEnvelopeEncryption({ client: countingClient(kms.url).client, keyId: keyArn });
     const sealed = await sealer.seal('token-for-graph', context);
     await expect(sealer.open(sealed, { ...context, service: 'other' })).rejects.toBeInstanceOf(StoreError);
+    await expect(sealer.open(sealed, { ...context, version: 'v2' })).rejects.toBeInstanceOf(StoreError);
     // A fresh container has no cached data key: KMS itself refuses the other context.
     const fresh = new KmsEnvelopeEncryption({ client: countingClient(kms.url).client, keyId: keyArn });
     await expect(
@@ -94,11 +95,11 @@ describe('KmsEnvelopeEncryption against a KMS endpoint', () => {
   it('keeps at most maxCachedKeys data keys: an evicted key is decrypted by KMS again', async () => {
     const { client, calls } = countingClient(kms.url);
     const sealer = new KmsEnvelopeEncryption({ client, keyId: keyArn, maxCachedKeys: 2 });
-    const first = await sealer.seal('a', { service: 's1', scope: context.scope });
-    await sealer.seal('b', { service: 's2', scope: context.scope });
-    await sealer.seal('c', { service: 's3', scope: context.scope });
+    const first = await sealer.seal('a', { ...context, service: 's1' });
+    await sealer.seal('b', { ...context, service: 's2' });
+    await sealer.seal('c', { ...context, service: 's3' });
     calls.length = 0;
-    await expect(sealer.open(first, { service: 's1', scope: context.scope })).resolves.toBe('a');
+    await expect(sealer.open(first, { ...context, service: 's1' })).resolves.toBe('a');
     expect(calls).toEqual(['DecryptCommand']);
   });
 });
@@ -154,6 +155,38 @@ describe('the token cache as deployed: tokens sealed in DynamoDB', () => {
     const res = await h.token('GET', 'thief');
     expect(res.status).toBe(200);
     expect(h.emulator.tokenRequestCount - before).toBe(1);
+  });
+
+  it('does not serve a sealed token of an older version of the service replayed into the current slot', async () => {
+    // Prepare: a token cached under version 1; the service is changed (version 2) and a new token cached
+    await h.createService('replayed');
+    const old = await h.token('GET', 'replayed');
+    const client = dynamoDbLocalClient();
+    const oldKey = await cacheKeyOf(h, 'replayed');
+    const oldItem = (
+      await client.send(
+        new GetItemCommand({
+          TableName: h.tables.tokenCacheTable,
+          Key: { service: { S: 'replayed' }, cache_key: { S: oldKey } },
+          ConsistentRead: true,
+        }),
+      )
+    ).Item;
+    expect((await h.admin('PATCH', { label: 'version 2' }, { name: 'replayed' })).status).toBe(200);
+    const current = await h.token('GET', 'replayed');
+    // Act: someone who can write the table puts the version-1 item into the version-2 slot
+    await client.send(
+      new PutItemCommand({
+        TableName: h.tables.tokenCacheTable,
+        Item: { ...oldItem, cache_key: { S: await cacheKeyOf(h, 'replayed') } },
+      }),
+    );
+    h.coldStart();
+    const res = await h.token('GET', 'replayed');
+    // Assess: not the old configuration's token
+    expect(res.status).toBe(200);
+    expect(res.body.access_token).not.toBe(old.body.access_token);
+    expect(current.body.access_token).not.toBe(old.body.access_token);
   });
 });
 
