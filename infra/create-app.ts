@@ -44,6 +44,16 @@ class ContextReader {
 }
 
 /**
+ * An app with the compliance checks every Token Broker synthesis runs: cdk-nag's AwsSolutions rules. A finding
+ * that is not acknowledged in code (with its reason) fails the synthesis.
+ */
+export function createCheckedApp(props: AppProps = {}): App {
+  const app = new App(props);
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return app;
+}
+
+/**
  * Builds the Token Broker app from context, with cdk-nag's AwsSolutions checks registered (findings fail the
  * synth). Context keys:
  * - `stage` (default `dev`): stack `TokenBroker-<stage>`, API stage, names, secret prefix
@@ -56,7 +66,7 @@ class ContextReader {
  * - `scheduledRefreshMinutes` (default 5): interval of the scheduled token refresh in whole minutes; 0 disables it
  */
 export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: TokenBrokerStack } {
-  const app = new App(props);
+  const app = createCheckedApp(props);
   const context = new ContextReader(app);
   const stage = context.string('stage') ?? 'dev';
   const entraTimeoutSeconds = context.number('entraTimeoutSeconds');
@@ -111,6 +121,5 @@ export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: T
     },
   });
 
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stack };
 }
