@@ -4,7 +4,7 @@ import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
-import { brokerEnvironment, createBrokerFunction } from './functions';
+import { brokerEnvironment, createBrokerFunction, resourceNamesOf } from './functions';
 import type { BrokerPermissions } from './permissions';
 import type { DeclaredService, ResolvedBrokerProps } from './props';
 import type { BrokerStorage } from './storage';
@@ -54,7 +54,7 @@ export function createDeclaredServices(
     description: 'Token Broker: makes the services declared in the CDK app exist as declared',
     memorySize: props.adminFunctionMemorySize,
     timeout: Duration.minutes(2),
-    environment: brokerEnvironment(props, storage),
+    environment: brokerEnvironment(props, resourceNamesOf(storage)),
     logRetention,
     removalPolicy,
   });

@@ -77,17 +77,24 @@ export interface BrokerFunctionOptions {
   readonly removalPolicy: RemovalPolicy;
 }
 
-/** The environment every handler reads (functions/runtime.ts), wired to this broker's tables, key and settings. */
+/** The names and ARNs of the broker's own resources that the handlers are told about. */
+export interface BrokerResourceNames {
+  readonly servicesTableName: string;
+  readonly tokenCacheTableName: string;
+  readonly keyArn: string;
+}
+
+/** The environment every handler reads (functions/config.ts), wired to this broker's tables, key and settings. */
 export function brokerEnvironment(
   props: ResolvedBrokerProps,
-  storage: BrokerStorage,
+  resources: BrokerResourceNames,
 ): Record<string, string> {
   return {
-    TOKEN_BROKER_SERVICES_TABLE: storage.servicesTable.tableName,
-    TOKEN_BROKER_TOKEN_CACHE_TABLE: storage.tokenCacheTable.tableName,
+    TOKEN_BROKER_SERVICES_TABLE: resources.servicesTableName,
+    TOKEN_BROKER_TOKEN_CACHE_TABLE: resources.tokenCacheTableName,
     TOKEN_BROKER_SECRET_PREFIX: props.secretPrefix,
-    TOKEN_BROKER_SECRET_KMS_KEY_ID: storage.key.keyArn,
-    TOKEN_BROKER_TOKEN_KEY_ID: storage.key.keyArn,
+    TOKEN_BROKER_SECRET_KMS_KEY_ID: resources.keyArn,
+    TOKEN_BROKER_TOKEN_KEY_ID: resources.keyArn,
     TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: props.allowedAuthorityHosts.join(','),
     TOKEN_BROKER_ALLOWED_SECRET_ARNS: props.allowedSecretArns.join(','),
     TOKEN_BROKER_ENTRA_TIMEOUT_MS: String(props.entraTimeout.toMilliseconds()),
@@ -95,6 +102,15 @@ export function brokerEnvironment(
     POWERTOOLS_SERVICE_NAME: ENTRA_FAILURES_METRIC.service,
     POWERTOOLS_LOG_LEVEL: props.logLevel,
     ...(TOKEN_FUNCTION_SOURCE_MAPS ? { NODE_OPTIONS: '--enable-source-maps' } : {}),
+  };
+}
+
+/** The resource names of the broker's storage, for {@link brokerEnvironment}. */
+export function resourceNamesOf(storage: BrokerStorage): BrokerResourceNames {
+  return {
+    servicesTableName: storage.servicesTable.tableName,
+    tokenCacheTableName: storage.tokenCacheTable.tableName,
+    keyArn: storage.key.keyArn,
   };
 }
 
@@ -164,7 +180,7 @@ export function createBrokerFunctions(
 ): BrokerFunctions {
   const { servicesTable, tokenCacheTable } = storage;
   const common = {
-    environment: brokerEnvironment(props, storage),
+    environment: brokerEnvironment(props, resourceNamesOf(storage)),
     logRetention: props.logRetention,
     removalPolicy: props.removalPolicy,
   };
