@@ -42,8 +42,8 @@ export type {
 /**
  * Token Broker on AWS: a REST API with IAM authorization on every method, one Lambda function per handler
  * (token and admin), the services and token cache tables, a customer-managed KMS key for the tables and the
- * service secrets, and alarms. Callers get access per service with {@link grantTokenAccess}; administrators
- * with {@link grantAdmin}.
+ * service secrets, and alarms. Callers get access per service with {@link grantTokenAccess} (or, to get tokens
+ * only, {@link grantTokenReadAccess}); administrators with {@link grantAdmin}.
  *
  * Composed from builders that each take this construct as their scope (storage.ts, functions.ts, api.ts,
  * monitoring.ts, declared-services.ts), so every resource keeps its construct path and logical id.
@@ -127,6 +127,16 @@ export class TokenBroker extends Construct {
     return this.executeApiArns(grantableRoutes(serviceName, () => tokenRoutes(serviceName)));
   }
 
+  /**
+   * The execute-api ARN of one service's token route for GET only (get a token; neither force a refresh nor clear
+   * the cache), for identity policies in other accounts; in this account use {@link grantTokenReadAccess}.
+   */
+  tokenReadRouteArns(serviceName: string): string[] {
+    return this.executeApiArns(
+      grantableRoutes(serviceName, () => tokenRoutes(serviceName, { readOnly: true })),
+    );
+  }
+
   /** The execute-api ARNs of every route the admin function serves (service management and the API docs). */
   adminRouteArns(): string[] {
     return this.executeApiArns(adminRoutes());
@@ -146,6 +156,19 @@ export class TokenBroker extends Construct {
       grantee,
       actions: ['execute-api:Invoke'],
       resourceArns: this.tokenRouteArns(serviceName),
+    });
+  }
+
+  /**
+   * Lets the grantee get tokens of exactly one service and nothing else: `execute-api:Invoke` on GET of that
+   * service's client_credentials route. A consumer that only needs tokens cannot force refreshes (POST) nor clear
+   * the cache for every caller of the service (DELETE).
+   */
+  grantTokenReadAccess(grantee: iam.IGrantable, serviceName: string): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: this.tokenReadRouteArns(serviceName),
     });
   }
 

@@ -96,14 +96,18 @@ export interface TokenBrokerProps {
    */
   readonly throttlingBurstLimit?: number;
   /**
-   * Lets IAM principals of this AWS Organization (`o-...`) in other accounts call the API. They still need
-   * an identity policy of their own allowing `execute-api:Invoke` on the routes (see `tokenRouteArns`).
+   * Lets IAM principals of this AWS Organization (`o-...`) in other accounts call the token routes. They still
+   * need an identity policy of their own allowing `execute-api:Invoke` on the services they use (see
+   * `tokenRouteArns`, `tokenReadRouteArns`). The admin routes are denied to every principal outside the broker's
+   * own account, whatever its own policies allow.
    * @default - only principals of the broker's own account
    */
   readonly allowedOrganizationId?: string;
   /**
-   * Lets IAM principals of these other AWS accounts call the API; each still needs an identity policy of its
-   * own allowing `execute-api:Invoke` on the routes (see `tokenRouteArns`).
+   * Lets IAM principals of these other AWS accounts call the token routes; each still needs an identity policy of
+   * its own allowing `execute-api:Invoke` on the services it uses (see `tokenRouteArns`, `tokenReadRouteArns`).
+   * The admin routes are denied to every principal outside the broker's own account, whatever its own policies
+   * allow.
    * @default - only principals of the broker's own account
    */
   readonly allowedAccountIds?: string[];

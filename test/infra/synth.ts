@@ -23,7 +23,7 @@ export interface SynthesizedBroker {
 }
 
 /** CDK's context key listing the stacks whose assets are bundled; empty: none (the template stays the same). */
-const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
+export const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
 
 /**
  * Builds the app as infra/app.ts does (cdk-nag included: a finding makes this throw), with extra context on top
