@@ -228,6 +228,7 @@ const emulatorConfig = () => ({
   authority_url: emulator.authorityUrl(TENANT),
 });
 
+// Synthesis bundles three functions with esbuild: on a busy 2-core machine that alone can take a minute.
 beforeAll(async () => {
   // Prepare: the stand-ins the template's references resolve to.
   workDir = mkdtempSync(path.join(tmpdir(), 'token-broker-fidelity-'));
@@ -342,7 +343,7 @@ beforeAll(async () => {
       exportName
     ] as Handler;
   }
-});
+}, 180_000);
 
 afterAll(async () => {
   for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
