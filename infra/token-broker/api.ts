@@ -1,6 +1,7 @@
-import { Validations } from 'aws-cdk-lib';
+import { Stack, Token, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
-import * as logs from 'aws-cdk-lib/aws-logs';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import type { Construct } from 'constructs';
 import { SECURITY_HEADERS } from '../../lib/http';
@@ -8,31 +9,33 @@ import { type FunctionName, ROUTES } from '../../lib/routes';
 import type { BrokerFunctions } from './functions';
 import type { ResolvedBrokerProps } from './props';
 import { brokerResourcePolicy } from './resource-policy';
+import { type BrokerStorage, createLogGroup } from './storage';
 
-/** The REST API and the log group of its access logs. */
+/** The REST API and the log groups of its access and execution logs. */
 export interface BrokerApi {
   readonly api: apigw.RestApi;
   readonly accessLogGroup: logs.LogGroup;
+  /** Undefined when execution logging is OFF. */
+  readonly executionLogGroup?: logs.LogGroup;
 }
 
 /**
  * The REST API in `scope`: IAM authorization on every method, every route of lib/routes.ts integrated with the
- * function that serves it, API Gateway's own answers in the API's error shape, access logs, the resource policy
- * (resource-policy.ts) and the WAF association.
+ * function that serves it, API Gateway's own answers in the API's error shape, access and execution logs
+ * encrypted with the broker key, the resource policy (resource-policy.ts) and the WAF association.
  */
 export function createBrokerApi(
   scope: Construct,
   props: ResolvedBrokerProps,
+  storage: BrokerStorage,
   functions: Pick<BrokerFunctions, 'tokenFunction' | 'adminFunction'>,
 ): BrokerApi {
-  const accessLogGroup = new logs.LogGroup(scope, 'AccessLogs', {
-    retention: props.logRetention,
-    removalPolicy: props.removalPolicy,
-  });
+  const accessLogGroup = createLogGroup(scope, 'AccessLogs', props, storage.key);
   const api = createRestApi(scope, props, accessLogGroup);
   // RestApi adds an "Endpoint" output to whatever stack holds it; outputs are the stack's choice (see stack.ts).
   api.node.tryRemoveChild('Endpoint');
   addRoutes(api, functions);
+  restrictIntegrationPermissions(api);
   addGatewayResponses(api);
   if (props.webAclArn !== undefined) {
     new wafv2.CfnWebACLAssociation(scope, 'WebAclAssociation', {
@@ -40,8 +43,36 @@ export function createBrokerApi(
       webAclArn: props.webAclArn,
     });
   }
+  const executionLogGroup = createExecutionLogGroup(scope, props, storage, api);
   acknowledgeApiFindings(api, props);
-  return { api, accessLogGroup };
+  return { api, accessLogGroup, executionLogGroup };
+}
+
+/** API Gateway's execution log group name for a stage (it creates the group itself unless it exists). */
+export function executionLogGroupName(api: apigw.IRestApi, stage: string): string {
+  return `API-Gateway-Execution-Logs_${api.restApiId}/${stage}`;
+}
+
+/**
+ * The execution logs' log group, created before the stage under the name API Gateway writes to, so it is
+ * encrypted with the broker key and kept for `logRetention` instead of forever. Undefined when logging is OFF.
+ */
+function createExecutionLogGroup(
+  scope: Construct,
+  props: ResolvedBrokerProps,
+  storage: BrokerStorage,
+  api: apigw.RestApi,
+): logs.LogGroup | undefined {
+  if (props.executionLogLevel === apigw.MethodLoggingLevel.OFF) return undefined;
+  const group = createLogGroup(
+    scope,
+    'ExecutionLogs',
+    props,
+    storage.key,
+    executionLogGroupName(api, props.stage),
+  );
+  api.deploymentStage.node.addDependency(group);
+  return group;
 }
 
 /** The JSON error body of the API, as API Gateway itself must send it too. */
@@ -87,7 +118,6 @@ function createRestApi(
 ): apigw.RestApi {
   const { endpointType } = props;
   const vpcEndpoints = props.vpcEndpoints ?? [];
-  const executionLogLevel = props.executionLogLevel ?? apigw.MethodLoggingLevel.OFF;
 
   return new apigw.RestApi(scope, 'Api', {
     restApiName: props.namePrefix,
@@ -105,7 +135,9 @@ function createRestApi(
       throttlingRateLimit: props.throttlingRateLimit ?? 50,
       throttlingBurstLimit: props.throttlingBurstLimit ?? 100,
       tracingEnabled: true,
-      loggingLevel: executionLogLevel,
+      loggingLevel: props.executionLogLevel,
+      // Never: request and response bodies carry tokens and client secrets.
+      dataTraceEnabled: false,
       accessLogDestination: new apigw.LogGroupLogDestination(accessLogGroup),
       accessLogFormat: apigw.AccessLogFormat.custom(
         JSON.stringify({
@@ -228,13 +260,33 @@ function acknowledgeApiFindings(api: apigw.RestApi, props: ResolvedBrokerProps):
         'a WAF web ACL can be associated with the webAclArn prop where the organisation runs one.',
     });
   }
-  if ((props.executionLogLevel ?? apigw.MethodLoggingLevel.OFF) === apigw.MethodLoggingLevel.OFF) {
+  if (props.executionLogLevel === apigw.MethodLoggingLevel.OFF) {
+    const reason =
+      'Execution logging was turned off with executionLogLevel OFF (for an account without the API Gateway ' +
+      'CloudWatch Logs role); JSON access logs still record every request with its caller and error.';
+    Validations.of(api).acknowledge(
+      { id: 'AwsSolutions-APIG6', reason },
+      { id: 'cdk-validator-cfnguard::api_gw_v1_execution_logging_enabled_check', reason },
+    );
+  }
+}
+
+/**
+ * API Gateway's permissions to invoke the functions name the method in SourceArn; SourceAccount adds the account
+ * (Control Tower CT.LAMBDA.PR.2). With an environment-agnostic stack the account is only known at deploy time.
+ */
+function restrictIntegrationPermissions(api: apigw.RestApi): void {
+  const account = Stack.of(api).account;
+  for (const permission of api.node.findAll().filter((c) => c instanceof lambda.CfnPermission)) {
+    (permission as lambda.CfnPermission).sourceAccount = account;
+  }
+  if (Token.isUnresolved(account)) {
     Validations.of(api).acknowledge({
-      id: 'AwsSolutions-APIG6',
+      id: 'cdk-validator-cfnguard::lambda_function_public_access_prohibited_check',
       reason:
-        'Execution logging needs the account-wide API Gateway CloudWatch role, which a reusable construct must ' +
-        'not own; JSON access logs record every request, and executionLogLevel turns execution logs on where ' +
-        'the account has the role.',
+        "Each permission names API Gateway's principal, this API's method in SourceArn and this account in " +
+        'SourceAccount; the stack is environment-agnostic, so both are CloudFormation expressions the synth-time ' +
+        "rule cannot read (it accepts literal strings). Control Tower's deploy-time hook sees the resolved values.",
     });
   }
 }

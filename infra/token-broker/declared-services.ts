@@ -1,13 +1,13 @@
 import { type CfnElement, CustomResource, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
-import { brokerEnvironment, createBrokerFunction, resourceNamesOf } from './functions';
+import { brokerEnvironment, createBrokerFunction, type FunctionContext, resourceNamesOf } from './functions';
+import { acknowledgeCrossStackNetwork, acknowledgeNoVpc, grantVpcAccess } from './network';
 import type { BrokerPermissions } from './permissions';
-import type { DeclaredService, ResolvedBrokerProps } from './props';
-import type { BrokerStorage } from './storage';
+import type { DeclaredService } from './props';
+import { createLogGroup } from './storage';
 
 /** The custom resource declaring `services`, and its onEvent handler. */
 export interface DeclaredServicesResource {
@@ -44,19 +44,16 @@ export function declaredServiceBody(s: DeclaredService): Record<string, unknown>
  */
 export function createDeclaredServices(
   scope: Construct,
-  props: ResolvedBrokerProps,
+  context: FunctionContext,
   services: readonly DeclaredService[],
-  storage: BrokerStorage,
   permissions: BrokerPermissions,
 ): DeclaredServicesResource {
-  const { logRetention, removalPolicy } = props;
-  const fn = createBrokerFunction(scope, 'declare-services', props.stage, {
+  const { props, storage, network } = context;
+  const fn = createBrokerFunction(scope, 'declare-services', context, {
     description: 'Token Broker: makes the services declared in the CDK app exist as declared',
     memorySize: props.adminFunctionMemorySize,
     timeout: Duration.minutes(2),
     environment: brokerEnvironment(props, resourceNamesOf(storage)),
-    logRetention,
-    removalPolicy,
   });
   permissions.grantTableAccess(fn, [
     {
@@ -81,19 +78,18 @@ export function createDeclaredServices(
 
   // The Provider framework's own function: an own role and log group instead of the managed
   // AWSLambdaBasicExecutionRole, so it may only write its own logs and invoke the handler.
-  const frameworkLogs = new logs.LogGroup(scope, 'DeclareServicesProviderLogs', {
-    retention: logRetention,
-    removalPolicy,
-  });
+  const frameworkLogs = createLogGroup(scope, 'DeclareServicesProviderLogs', props, storage.key);
   const frameworkRole = new iam.Role(scope, 'DeclareServicesProviderRole', {
     assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
     description: `Token Broker ${props.stage}: declared-services provider framework`,
   });
   frameworkLogs.grantWrite(frameworkRole);
+  if (network) grantVpcAccess(frameworkRole);
   const provider = new cr.Provider(scope, 'DeclareServicesProvider', {
     onEventHandler: fn,
     frameworkOnEventRole: frameworkRole,
     logGroup: frameworkLogs,
+    ...(network ?? {}),
   });
   Validations.of(frameworkRole).acknowledge({
     id: `AwsSolutions-IAM5[Resource::<${Stack.of(scope).getLogicalId(fn.node.defaultChild as CfnElement)}.Arn>:*]`,
@@ -101,6 +97,17 @@ export function createDeclaredServices(
       'Granted by the CDK Provider framework (grantInvoke): the framework function may invoke the ' +
       'declare-services handler, any version or alias of it; the wildcard is confined to that one function.',
   });
+  if (network) {
+    acknowledgeCrossStackNetwork(provider, network);
+    Validations.of(frameworkRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'The network interface actions Lambda needs to attach the framework function to the VPC (those of ' +
+        'AWSLambdaVPCAccessExecutionRole), whose interfaces do not exist before Lambda creates them.',
+    });
+  } else {
+    acknowledgeNoVpc(provider);
+  }
 
   // Declared services are retained when the resource is deleted (see functions/declare-services.ts).
   const declaredServices = new CustomResource(scope, 'DeclaredServices', {

@@ -1,18 +1,23 @@
 import * as path from 'node:path';
-import { Duration, type RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { DEFAULT_FLOW_SETTINGS } from '../../lib/client-credentials-flow';
 import type { FunctionName } from '../../lib/routes';
 import { ENTRA_FAILURES_METRIC } from './monitoring';
+import {
+  acknowledgeCrossStackNetwork,
+  acknowledgeNoVpc,
+  type BrokerNetwork,
+  grantVpcAccess,
+} from './network';
 import type { BrokerPermissions } from './permissions';
 import type { ResolvedBrokerProps } from './props';
-import type { BrokerStorage } from './storage';
+import { type BrokerStorage, createLogGroup } from './storage';
 
 /** The repository root: the handlers' entry files and the lock file esbuild resolves packages against. */
 const PROJECT_ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -67,14 +72,19 @@ const FUNCTION_IDS: Record<BrokerFunctionName, string> = {
   'declare-services': 'DeclareServices',
 };
 
-/** What differs between the broker's functions; the rest (runtime, bundling, logs, role) is the same for all. */
+/** What differs between the broker's functions; the rest (runtime, bundling, logs, role, network) is shared. */
 export interface BrokerFunctionOptions {
   readonly description: string;
   readonly memorySize: number;
   readonly timeout: Duration;
   readonly environment: Record<string, string>;
-  readonly logRetention: logs.RetentionDays;
-  readonly removalPolicy: RemovalPolicy;
+}
+
+/** What every function of the broker is built with. */
+export interface FunctionContext {
+  readonly props: ResolvedBrokerProps;
+  readonly storage: BrokerStorage;
+  readonly network?: BrokerNetwork;
 }
 
 /** The names and ARNs of the broker's own resources that the handlers are told about. */
@@ -102,6 +112,7 @@ export function brokerEnvironment(
     POWERTOOLS_SERVICE_NAME: ENTRA_FAILURES_METRIC.service,
     POWERTOOLS_LOG_LEVEL: props.logLevel,
     ...(TOKEN_FUNCTION_SOURCE_MAPS ? { NODE_OPTIONS: '--enable-source-maps' } : {}),
+    ...(props.httpsProxy !== undefined ? { HTTPS_PROXY: props.httpsProxy } : {}),
   };
 }
 
@@ -115,25 +126,25 @@ export function resourceNamesOf(storage: BrokerStorage): BrokerResourceNames {
 }
 
 /**
- * One handler of functions/ as a Lambda function in `scope`, with its own log group and its own role (instead of
- * AWSLambdaBasicExecutionRole: it may write to its own log group only).
+ * One handler of functions/ as a Lambda function in `scope`, with its own log group (encrypted with the broker
+ * key) and its own role (instead of AWSLambdaBasicExecutionRole: it may write to its own log group only), in the
+ * broker's VPC when it has one.
  */
 export function createBrokerFunction(
   scope: Construct,
   name: BrokerFunctionName,
-  stage: string,
+  context: FunctionContext,
   options: BrokerFunctionOptions,
 ): nodejs.NodejsFunction {
+  const { props, storage, network } = context;
   const id = FUNCTION_IDS[name];
-  const logGroup = new logs.LogGroup(scope, `${id}FunctionLogs`, {
-    retention: options.logRetention,
-    removalPolicy: options.removalPolicy,
-  });
+  const logGroup = createLogGroup(scope, `${id}FunctionLogs`, props, storage.key);
   const role = new iam.Role(scope, `${id}FunctionRole`, {
     assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-    description: `Token Broker ${stage}: ${name} function`,
+    description: `Token Broker ${props.stage}: ${name} function`,
   });
   logGroup.grantWrite(role);
+  if (network) grantVpcAccess(role);
   const fn = new nodejs.NodejsFunction(scope, `${id}Function`, {
     entry: path.join(PROJECT_ROOT, 'functions', `${name}.ts`),
     handler: 'handler',
@@ -149,13 +160,20 @@ export function createBrokerFunction(
     tracing: lambda.Tracing.ACTIVE,
     environment: options.environment,
     bundling: LAMBDA_BUNDLING,
+    ...(network ?? {}),
   });
   Validations.of(role).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:
       'X-Ray active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level ' +
-      'permissions (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html).',
+      'permissions (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html)' +
+      (network
+        ? '; in a VPC also the network interface actions Lambda needs to attach the function (those of ' +
+          'AWSLambdaVPCAccessExecutionRole), whose interfaces do not exist before Lambda creates them.'
+        : '.'),
   });
+  if (network) acknowledgeCrossStackNetwork(fn, network);
+  else acknowledgeNoVpc(fn);
   return fn;
 }
 
@@ -174,23 +192,19 @@ export interface BrokerFunctions {
  */
 export function createBrokerFunctions(
   scope: Construct,
-  props: ResolvedBrokerProps,
-  storage: BrokerStorage,
+  context: FunctionContext,
   permissions: BrokerPermissions,
 ): BrokerFunctions {
+  const { props, storage } = context;
   const { servicesTable, tokenCacheTable } = storage;
-  const common = {
-    environment: brokerEnvironment(props, resourceNamesOf(storage)),
-    logRetention: props.logRetention,
-    removalPolicy: props.removalPolicy,
-  };
-  const tokenFunction = createBrokerFunction(scope, 'token', props.stage, {
+  const common = { environment: brokerEnvironment(props, resourceNamesOf(storage)) };
+  const tokenFunction = createBrokerFunction(scope, 'token', context, {
     ...common,
     description: 'Token Broker: serves, refreshes and clears Entra client-credentials tokens',
     memorySize: props.tokenFunctionMemorySize,
     timeout: tokenFunctionTimeout(props.entraRetryBudget),
   });
-  const adminFunction = createBrokerFunction(scope, 'admin', props.stage, {
+  const adminFunction = createBrokerFunction(scope, 'admin', context, {
     ...common,
     description: 'Token Broker: registers and inspects services (system/service routes)',
     memorySize: props.adminFunctionMemorySize,
@@ -228,7 +242,7 @@ export function createBrokerFunctions(
   const refresh = props.scheduledRefresh ?? {};
   if (!(refresh.enabled ?? true)) return { tokenFunction, adminFunction };
   const interval = refresh.interval ?? Duration.minutes(5);
-  const refreshFunction = createBrokerFunction(scope, 'refresh', props.stage, {
+  const refreshFunction = createBrokerFunction(scope, 'refresh', context, {
     ...common,
     description: 'Token Broker: refreshes cached tokens in use before they reach their refresh point',
     memorySize: props.tokenFunctionMemorySize,

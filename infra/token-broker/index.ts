@@ -1,4 +1,4 @@
-import { type CfnElement, type CustomResource, Stack, Token, Validations } from 'aws-cdk-lib';
+import { type CustomResource, Stack, Token, Validations } from 'aws-cdk-lib';
 import type * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -7,15 +7,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import type * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import {
-  adminRoutes,
-  apiDocsRoutes,
-  type ExecuteApiRoute,
-  executeApiTail,
-  tokenRoutes,
-} from '../../lib/execute-api-grants';
-import { createBrokerApi } from './api';
+import { adminRoutes, apiDocsRoutes, type ExecuteApiRoute, tokenRoutes } from '../../lib/execute-api-grants';
+import { createBrokerApi, executionLogGroupName } from './api';
 import { createDeclaredServices } from './declared-services';
 import {
   AWS_CALLS_ALLOWANCE,
@@ -23,10 +18,11 @@ import {
   MAX_TOKEN_FUNCTION_TIMEOUT,
   tokenFunctionTimeout,
 } from './functions';
-import { createAlarms, createDashboard } from './monitoring';
-import { BrokerPermissions } from './permissions';
+import { createAlarms, createAlarmTopic, createDashboard } from './monitoring';
+import { createNetwork } from './network';
+import { asCdkNagRenders, BrokerPermissions } from './permissions';
 import { resolveProps, type TokenBrokerProps } from './props';
-import { createStorage } from './storage';
+import { allowLogsToUseKey, createStorage } from './storage';
 import { validateProps } from './validate';
 
 export { LAMBDA_BUNDLING, TOKEN_FUNCTION_SOURCE_MAPS } from './functions';
@@ -74,6 +70,10 @@ export class TokenBroker extends Construct {
   readonly declareServicesFunction?: nodejs.NodejsFunction;
   readonly api: apigw.RestApi;
   readonly accessLogGroup: logs.LogGroup;
+  /** API Gateway's execution logs; undefined when `executionLogLevel` is OFF. */
+  readonly executionLogGroup?: logs.LogGroup;
+  /** The topic every alarm notifies: the `alarmTopic` prop, or the one the broker created. */
+  readonly alarmTopic: sns.ITopic;
   readonly alarms: cloudwatch.Alarm[];
   /** CloudWatch dashboard: API, functions, cache outcomes, Entra traffic and latency, leases, degradations. */
   readonly dashboard: cloudwatch.Dashboard;
@@ -93,24 +93,29 @@ export class TokenBroker extends Construct {
     this.tokenCacheTable = storage.tokenCacheTable;
 
     const permissions = new BrokerPermissions(this, storage, resolved);
-    const functions = createBrokerFunctions(this, resolved, storage, permissions);
+    const context = { props: resolved, storage, network: createNetwork(this, resolved) };
+    const functions = createBrokerFunctions(this, context, permissions);
     this.tokenFunction = functions.tokenFunction;
     this.adminFunction = functions.adminFunction;
     this.refreshFunction = functions.refreshFunction;
     this.refreshRule = functions.refreshRule;
 
     if (resolved.services !== undefined && resolved.services.length > 0) {
-      const declared = createDeclaredServices(this, resolved, resolved.services, storage, permissions);
+      const declared = createDeclaredServices(this, context, resolved.services, permissions);
       this.declaredServices = declared.declaredServices;
       this.declareServicesFunction = declared.declareServicesFunction;
     }
 
-    const { api, accessLogGroup } = createBrokerApi(this, resolved, functions);
+    const { api, accessLogGroup, executionLogGroup } = createBrokerApi(this, resolved, storage, functions);
     this.api = api;
     this.accessLogGroup = accessLogGroup;
+    this.executionLogGroup = executionLogGroup;
+    // Only these log groups (and this stack's) may use the key through CloudWatch Logs.
+    allowLogsToUseKey(this.key, executionLogGroup ? [executionLogGroupName(api, this.stage)] : []);
 
     const monitored = { namePrefix: this.namePrefix, api, ...functions };
-    this.alarms = createAlarms(this, monitored, resolved.alarmTopic);
+    this.alarmTopic = resolved.alarmTopic ?? createAlarmTopic(this, this.namePrefix, this.key);
+    this.alarms = createAlarms(this, monitored, this.alarmTopic);
     this.dashboard = createDashboard(this, monitored);
   }
 
@@ -194,12 +199,10 @@ export class TokenBroker extends Construct {
     const principal = grantee.grantPrincipal;
     const stack = Stack.of(this);
     if (Construct.isConstruct(principal) && Stack.of(principal) === stack) {
-      // cdk-nag names a finding by the ARN with references flattened to <LogicalId>.
-      const api = `<${stack.getLogicalId(this.api.node.defaultChild as CfnElement)}>`;
-      const stage = `<${stack.getLogicalId(this.api.deploymentStage.node.defaultChild as CfnElement)}>`;
       for (const route of adminRoutes().filter((r) => r.path.includes('*'))) {
+        const arn = this.api.arnForExecuteApi(route.method, route.path, this.api.deploymentStage.stageName);
         Validations.of(principal).acknowledge({
-          id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:${api}/${stage}/${executeApiTail(route)}]`,
+          id: `AwsSolutions-IAM5[Resource::${asCdkNagRenders(this, arn)}]`,
           reason:
             'The wildcard stands for the {name} path parameter of the administration routes: one service name ' +
             '(names cannot contain "/"), so an administrator may manage every service and nothing else.',

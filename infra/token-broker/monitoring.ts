@@ -1,9 +1,11 @@
-import { Duration } from 'aws-cdk-lib';
+import { ArnFormat, Aws, Duration, Stack } from 'aws-cdk-lib';
 import type * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
-import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 import { type BrokerMetric, METRICS_NAMESPACE } from '../../lib/metrics';
 
@@ -14,6 +16,54 @@ export const ENTRA_FAILURES_METRIC = {
   /** The `service` dimension: the Powertools service name the handlers run under. */
   service: 'token-broker',
 } as const;
+
+/**
+ * The topic the alarms notify when no `alarmTopic` is given: encrypted with the broker key, HTTPS only, and open to
+ * CloudWatch for this broker's alarms only. The key lets CloudWatch use it for this topic only (SNS names the
+ * topic in the encryption context); the topic has a fixed name because the key cannot refer to it.
+ */
+export function createAlarmTopic(scope: Construct, namePrefix: string, key: kms.Key): sns.Topic {
+  const topicName = `${namePrefix}-alarms`;
+  const stack = Stack.of(scope);
+  const topic = new sns.Topic(scope, 'AlarmTopic', {
+    topicName,
+    displayName: `Token Broker alarms (${namePrefix})`,
+    masterKey: key,
+    enforceSSL: true,
+  });
+  const alarmArns = stack.formatArn({
+    service: 'cloudwatch',
+    resource: 'alarm',
+    resourceName: `${namePrefix}-*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+  topic.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowBrokerAlarms',
+      principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+      actions: ['sns:Publish'],
+      resources: [topic.topicArn],
+      conditions: {
+        StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+        ArnLike: { 'aws:SourceArn': alarmArns },
+      },
+    }),
+  );
+  key.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowCloudWatchAlarmsToPublishToAlarmTopic',
+      principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+      resources: ['*'],
+      conditions: {
+        StringEquals: {
+          'kms:EncryptionContext:aws:sns:topicArn': stack.formatArn({ service: 'sns', resource: topicName }),
+        },
+      },
+    }),
+  );
+  return topic;
+}
 
 /** What the dashboard graphs and the alarms watch. */
 export interface MonitoredBroker {
@@ -94,12 +144,12 @@ export function createDashboard(scope: Construct, targets: MonitoredBroker): clo
 
 /**
  * Alarms on API 5xx rate, function errors and throttles and Entra failures; alarm and OK notifications go to
- * `topic` when there is one.
+ * `topic`.
  */
 export function createAlarms(
   scope: Construct,
   targets: MonitoredBroker,
-  topic: sns.ITopic | undefined,
+  topic: sns.ITopic,
 ): cloudwatch.Alarm[] {
   const alarms: cloudwatch.Alarm[] = [];
   const period = Duration.minutes(5);
@@ -110,10 +160,8 @@ export function createAlarms(
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       ...props,
     });
-    if (topic) {
-      alarm.addAlarmAction(new cloudwatchActions.SnsAction(topic));
-      alarm.addOkAction(new cloudwatchActions.SnsAction(topic));
-    }
+    alarm.addAlarmAction(new cloudwatchActions.SnsAction(topic));
+    alarm.addOkAction(new cloudwatchActions.SnsAction(topic));
     alarms.push(alarm);
   };
 

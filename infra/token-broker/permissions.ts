@@ -128,7 +128,7 @@ export class BrokerPermissions {
   /** Acknowledges cdk-nag's wildcard finding on the prefix of own secrets, and on listed secret ARN prefixes. */
   acknowledgeSecretWildcards(role: iam.Role, referenced: readonly string[]): void {
     Validations.of(role).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${this.secretPrefix}*]`,
+      id: `AwsSolutions-IAM5[Resource::${asCdkNagRenders(this.scope, this.managedSecretsArn())}]`,
       reason:
         'Secrets are created at run time, one per registered service, so only their name prefix is known at ' +
         'deploy time; the wildcard is confined to the broker prefix (and Secrets Manager appends a random suffix).',
@@ -154,4 +154,21 @@ export class BrokerPermissions {
       },
     });
   }
+}
+
+/**
+ * A template value as cdk-nag names it in a finding id: literal parts as they are, references flattened to
+ * `<LogicalId>` or `<AWS::Region>` (an environment-agnostic stack renders ARNs with references, a stack with an
+ * account and region with literals).
+ */
+export function asCdkNagRenders(scope: Construct, value: string): string {
+  const render = (v: unknown): string => {
+    if (typeof v === 'string') return v;
+    const o = v as { Ref?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, unknown[]] };
+    if (o.Ref !== undefined) return `<${o.Ref}>`;
+    if (o['Fn::GetAtt']) return `<${o['Fn::GetAtt'].join('.')}>`;
+    if (o['Fn::Join']) return o['Fn::Join'][1].map(render).join(o['Fn::Join'][0]);
+    throw new Error(`cannot render ${JSON.stringify(v)} as cdk-nag does`);
+  };
+  return render(Stack.of(scope).resolve(value));
 }

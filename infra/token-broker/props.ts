@@ -1,5 +1,5 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import type * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
@@ -144,8 +144,11 @@ export interface TokenBrokerProps {
    */
   readonly allowedSecretKeyArns?: string[];
   /**
-   * SNS topic that receives alarm and OK notifications.
-   * @default - alarms are created without actions
+   * SNS topic that receives alarm and OK notifications. Without one, the broker creates a topic (encrypted with
+   * its key, HTTPS only) and every alarm notifies it; subscribe to it after the deployment (the stack outputs its
+   * ARN as `AlarmTopicArn`), for example `aws sns subscribe --topic-arn <arn> --protocol email
+   * --notification-endpoint ops@example.com`.
+   * @default - a topic the broker creates
    */
   readonly alarmTopic?: sns.ITopic;
   /**
@@ -203,9 +206,11 @@ export interface TokenBrokerProps {
    */
   readonly webAclArn?: string;
   /**
-   * API Gateway execution logging for all methods. Needs the account-wide API Gateway CloudWatch Logs role
-   * (AWS::ApiGateway::Account), which a reusable construct must not own; set this only where it exists.
-   * @default apigw.MethodLoggingLevel.OFF
+   * API Gateway execution logging for all methods, to a log group the broker creates (encrypted with its key,
+   * kept for `logRetention`). Never with data trace: request and response bodies carry tokens and secrets.
+   * Needs the account-wide API Gateway CloudWatch Logs role (AWS::ApiGateway::Account, once per account and
+   * region), which a reusable construct must not own: see the README's deploy section. OFF turns it off.
+   * @default apigw.MethodLoggingLevel.ERROR
    */
   readonly executionLogLevel?: apigw.MethodLoggingLevel;
   /**
@@ -221,6 +226,36 @@ export interface TokenBrokerProps {
    * @default - none
    */
   readonly services?: DeclaredService[];
+  /**
+   * A VPC to run the functions in, in private subnets (`vpcSubnets`), reaching DynamoDB through a gateway endpoint
+   * and Secrets Manager and KMS through interface endpoints (`createVpcEndpoints`). Entra is on the internet: the
+   * subnets need a route to it, through a NAT gateway or through an HTTPS proxy (`httpsProxy`).
+   * @default - the functions run outside any VPC (Lambda's own network, with internet access)
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * The subnets of `vpc` to place the functions (and the interface endpoints) in.
+   * @default - the VPC's private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * Security groups of the functions in `vpc`.
+   * @default - one security group, all outbound traffic allowed, no inbound
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+  /**
+   * Whether to create the VPC endpoints the functions need in `vpc`: a gateway endpoint for DynamoDB, interface
+   * endpoints (private DNS) for Secrets Manager and KMS, open on 443 to the functions' security groups only. Turn
+   * it off where the VPC already has them (for example shared endpoints of a landing zone).
+   * @default true
+   */
+  readonly createVpcEndpoints?: boolean;
+  /**
+   * HTTPS proxy (`http://host:port`) for the requests to Entra, for functions in a VPC without a NAT gateway.
+   * Becomes HTTPS_PROXY; only the Entra client uses it (AWS calls go through the VPC endpoints).
+   * @default - no proxy
+   */
+  readonly httpsProxy?: string;
 }
 
 /** The props with every default filled in: what the builders read. */
@@ -239,6 +274,7 @@ export interface ResolvedBrokerProps extends TokenBrokerProps {
   readonly allowedSecretKeyArns: string[];
   readonly tokenFunctionMemorySize: number;
   readonly adminFunctionMemorySize: number;
+  readonly executionLogLevel: apigw.MethodLoggingLevel;
 }
 
 /** Fills in the defaults documented on {@link TokenBrokerProps}. */
@@ -260,5 +296,6 @@ export function resolveProps(props: TokenBrokerProps): ResolvedBrokerProps {
     allowedSecretKeyArns: props.allowedSecretKeyArns ?? [],
     tokenFunctionMemorySize: props.tokenFunctionMemorySize ?? 1024,
     adminFunctionMemorySize: props.adminFunctionMemorySize ?? 512,
+    executionLogLevel: props.executionLogLevel ?? apigw.MethodLoggingLevel.ERROR,
   };
 }

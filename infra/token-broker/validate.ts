@@ -25,6 +25,7 @@ const PROP_OF_VARIABLE: Record<string, string> = {
   TOKEN_BROKER_ENTRA_TIMEOUT_MS: 'entraTimeout',
   TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS: 'entraRetryBudget',
   POWERTOOLS_LOG_LEVEL: 'logLevel',
+  HTTPS_PROXY: 'httpsProxy',
 };
 
 /** Throws one error listing every prop that is out of range, contradicts another, or that the handlers would refuse. */
@@ -36,6 +37,7 @@ export function validateProps(props: TokenBrokerProps): void {
     ...checkTimeouts(resolved),
     ...allowedSecretArnProblems(literal(resolved.allowedSecretArns)).map((p) => `allowedSecretArns: ${p}`),
     ...checkEndpoint(resolved),
+    ...checkNetwork(resolved),
     ...checkScheduleAndLimits(resolved),
     ...checkServicesAndPolicies(resolved),
   ];
@@ -115,6 +117,17 @@ function checkEndpoint(props: ResolvedBrokerProps): string[] {
   }
   if (isPrivate && (props.allowedSourceIps ?? []).length > 0) {
     problems.push('allowedSourceIps applies to REGIONAL APIs; restrict a PRIVATE API by VPC endpoint');
+  }
+  return problems;
+}
+
+function checkNetwork(props: ResolvedBrokerProps): string[] {
+  const problems: string[] = [];
+  if (props.vpc === undefined) {
+    const orphans = (['vpcSubnets', 'securityGroups', 'createVpcEndpoints'] as const).filter(
+      (key) => props[key] !== undefined,
+    );
+    if (orphans.length > 0) problems.push(`${orphans.join(', ')} apply only with vpc`);
   }
   return problems;
 }

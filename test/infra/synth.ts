@@ -32,12 +32,35 @@ export const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
  */
 export function synthesizeBroker(
   context: Record<string, unknown> = {},
-  options: { outdir?: string; customize?: (stack: TokenBrokerStack) => void; bundle?: boolean } = {},
+  options: {
+    outdir?: string;
+    customize?: (stack: TokenBrokerStack) => void;
+    bundle?: boolean;
+    /** The account and region the CLI would take from its credentials (CDK_DEFAULT_ACCOUNT/REGION). */
+    environment?: { account: string; region: string };
+  } = {},
 ): SynthesizedBroker {
-  const { app, stack } = createTokenBrokerApp({
-    outdir: options.outdir,
-    context: { ...cdkJsonContext(), ...(options.bundle === false ? NO_BUNDLING : {}), ...context },
-  });
+  const saved = { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION };
+  if (options.environment) {
+    process.env.CDK_DEFAULT_ACCOUNT = options.environment.account;
+    process.env.CDK_DEFAULT_REGION = options.environment.region;
+  }
+  let built: ReturnType<typeof createTokenBrokerApp>;
+  try {
+    built = createTokenBrokerApp({
+      outdir: options.outdir,
+      context: { ...cdkJsonContext(), ...(options.bundle === false ? NO_BUNDLING : {}), ...context },
+    });
+  } finally {
+    for (const [key, value] of [
+      ['CDK_DEFAULT_ACCOUNT', saved.account],
+      ['CDK_DEFAULT_REGION', saved.region],
+    ] as const) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  }
+  const { app, stack } = built;
   options.customize?.(stack);
   const assembly = app.synth();
   const template = Template.fromJSON(assembly.getStackByName(stack.stackName).template);
@@ -60,4 +83,50 @@ export function synthesizeBrokerProps(
   const assembly = app.synth();
   const template = Template.fromJSON(assembly.getStackByName(stack.stackName).template);
   return { app, stack, assembly, template };
+}
+
+/** Private subnets of the VPC {@link vpcLookupContext} describes, one per availability zone. */
+export const LOOKED_UP_SUBNETS = [
+  { subnetId: 'subnet-0a1b2c3d4e5f60001', routeTableId: 'rtb-0a1b2c3d4e5f60001', availabilityZone: 'a' },
+  { subnetId: 'subnet-0a1b2c3d4e5f60002', routeTableId: 'rtb-0a1b2c3d4e5f60002', availabilityZone: 'b' },
+];
+
+/**
+ * The context entry `cdk synth` caches in cdk.context.json after looking up `vpcId` (`-c vpcId=...`), so the VPC
+ * variant synthesizes offline: a VPC with two private subnets (with egress) and a public one.
+ */
+export function vpcLookupContext(account: string, region: string, vpcId: string): Record<string, unknown> {
+  const key = `vpc-provider:account=${account}:filter.vpc-id=${vpcId}:region=${region}:returnAsymmetricSubnets=true`;
+  return {
+    [key]: {
+      vpcId,
+      vpcCidrBlock: '10.0.0.0/16',
+      ownerAccountId: account,
+      availabilityZones: [],
+      subnetGroups: [
+        {
+          name: 'Private',
+          type: 'Private',
+          subnets: LOOKED_UP_SUBNETS.map((s, i) => ({
+            subnetId: s.subnetId,
+            routeTableId: s.routeTableId,
+            cidr: `10.0.${i + 1}.0/24`,
+            availabilityZone: `${region}${s.availabilityZone}`,
+          })),
+        },
+        {
+          name: 'Public',
+          type: 'Public',
+          subnets: [
+            {
+              subnetId: 'subnet-0a1b2c3d4e5f60009',
+              routeTableId: 'rtb-0a1b2c3d4e5f60009',
+              cidr: '10.0.9.0/24',
+              availabilityZone: `${region}a`,
+            },
+          ],
+        },
+      ],
+    },
+  };
 }
