@@ -52,8 +52,8 @@ const MAX_RETRY_AFTER_SECONDS = 3600;
 
 /**
  * `fetch` with every request sent through an undici ProxyAgent (the `dispatcher` option of Node's fetch). undici
- * is loaded on the first request, and only with a proxy: it is about as large as the rest of the token bundle,
- * and loading it at cold start would cost every broker, proxied or not (infra/measure-bundles.ts).
+ * is imported on the first request, and only with a proxy: it is about as large as the rest of the token bundle, so
+ * a deployment without a proxy leaves it out of its bundle altogether (infra/token-broker/functions.ts).
  */
 function throughProxy(fetchImpl: typeof fetch, proxyUrl: string): typeof fetch {
   let dispatcher: Promise<Dispatcher> | undefined;

@@ -41,6 +41,20 @@ export const LAMBDA_BUNDLING: nodejs.BundlingOptions = {
 };
 
 /**
+ * Packages only the HTTPS proxy path loads (lib/entra-token-client.ts imports undici on the first proxied
+ * request). A broker without `httpsProxy` leaves them out of its bundles: undici is about 540 KB, and measured with
+ * infra/measure-bundles.ts it would add about 17% to the token handler's module load CPU for code that never runs.
+ */
+export const PROXY_ONLY_MODULES: readonly string[] = ['undici'];
+
+/** The bundling of a broker's functions: {@link LAMBDA_BUNDLING}, without the proxy's packages unless it has one. */
+export function lambdaBundling(httpsProxy: string | undefined): nodejs.BundlingOptions {
+  return httpsProxy === undefined
+    ? { ...LAMBDA_BUNDLING, externalModules: [...PROXY_ONLY_MODULES] }
+    : LAMBDA_BUNDLING;
+}
+
+/**
  * Whether the functions start with `--enable-source-maps` (stack traces pointing into the TypeScript sources instead
  * of the minified bundle). Off, by measurement (`npm run bench`, bench/cold-start.ts, Node 24): the flag makes Node
  * read and parse the bundle's 1.8 MB source map at every cold start, about a quarter of the token handler's module
@@ -159,7 +173,7 @@ export function createBrokerFunction(
     logGroup,
     tracing: lambda.Tracing.ACTIVE,
     environment: options.environment,
-    bundling: LAMBDA_BUNDLING,
+    bundling: lambdaBundling(props.httpsProxy),
     ...(network ?? {}),
   });
   Validations.of(role).acknowledge({

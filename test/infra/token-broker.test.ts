@@ -3,7 +3,8 @@
  * (with real esbuild bundling and cdk-nag) is shared by every test in this file.
  */
 
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { createCheckedApp } from '../../infra/create-app';
 import type { TokenBrokerStack } from '../../infra/stack';
 import { ENTRA_FAILURES_METRIC } from '../../infra/token-broker';
+import { PROXY_ONLY_MODULES } from '../../infra/token-broker/functions';
 import { DEFAULT_FLOW_SETTINGS } from '../../lib/client-credentials-flow';
 import { BROKER_METRICS } from '../../lib/metrics';
 import { ROUTES } from '../../lib/routes';
@@ -343,6 +345,38 @@ describe('Lambda', () => {
       expect(code).toContain('DynamoDBClient');
       expect(outside).toEqual([]);
     }
+  });
+
+  it("leaves the HTTPS proxy's package out of the bundles of a broker without httpsProxy (imported only for a proxy)", () => {
+    const code = readFileSync(path.join(assetDirOf(ids.token), 'index.js'), 'utf8');
+
+    for (const module of PROXY_ONLY_MODULES) expect(code).toContain(`import("${module}")`);
+  });
+
+  it('loads the token bundle where undici cannot be found: nothing requires it without a proxy', () => {
+    // Prepare: a directory with no node_modules above it, and the variables the handler reads at cold start.
+    const dir = mkdtempSync(path.join(tmpdir(), 'token-broker-bundle-'));
+    const bundle = path.join(dir, 'index.js');
+    copyFileSync(path.join(assetDirOf(ids.token), 'index.js'), bundle);
+
+    // Act
+    const loaded = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(bundle)})`], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH,
+        AWS_REGION: 'us-east-1',
+        TOKEN_BROKER_SERVICES_TABLE: 'services',
+        TOKEN_BROKER_TOKEN_CACHE_TABLE: 'tokens',
+        TOKEN_BROKER_TOKEN_KEY_ID: 'alias/token-broker',
+      },
+    });
+
+    // Assess
+    expect({ status: loaded.status, stderr: loaded.stderr.includes('undici') }).toEqual({
+      status: 0,
+      stderr: false,
+    });
   });
 
   it('ships a source map without sources next to each minified bundle', () => {
