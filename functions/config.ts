@@ -122,6 +122,15 @@ export const EnvSchema = z.object({
     .min(1)
     .default(60 * 60_000)
     .meta(doc('Scheduled refresh: only tokens served within this many ms count as in use and are refreshed')),
+  HTTPS_PROXY: z
+    .url({ protocol: /^https?$/, error: 'must be a proxy URL such as http://proxy:3128' })
+    .optional()
+    .meta(
+      doc(
+        'Proxy (`http://host:port`) for the requests to Entra, for example in a VPC without a NAT gateway (CONNECT tunnel, TLS end to end); AWS calls never use it',
+        'Entra is reached directly',
+      ),
+    ),
   POWERTOOLS_SERVICE_NAME: z
     .string()
     .min(1)

@@ -14,7 +14,7 @@ interface OnEventResponse {
 const PHYSICAL_ID = 'declared-services';
 
 /**
- * onEvent handler of the declared-services custom resource (CDK Provider framework; infra/token-broker.ts).
+ * onEvent handler of the declared-services custom resource (CDK Provider framework; infra/token-broker/declared-services.ts).
  * `ResourceProperties.Services` is a JSON array of service bodies in the API's shape (snake_case, with
  * `config.client_secret_arn`). On Create and Update every service is declared through the same code as the
  * admin API (ServiceAdministration.declare: created when missing, updated when it differs, otherwise left

@@ -74,7 +74,10 @@ export function createRuntime(): Runtime {
     kmsKeyId: env.TOKEN_BROKER_SECRET_KMS_KEY_ID,
   });
   const authority = new AuthorityPolicy(env.TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS);
-  const entra = new EntraTokenClient({ timeoutMs: env.TOKEN_BROKER_ENTRA_TIMEOUT_MS });
+  const entra = new EntraTokenClient({
+    timeoutMs: env.TOKEN_BROKER_ENTRA_TIMEOUT_MS,
+    httpsProxy: env.HTTPS_PROXY,
+  });
   const flow = new ClientCredentialsFlow({
     registry,
     cache,

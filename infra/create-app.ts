@@ -1,3 +1,4 @@
+import { CfnGuardValidator } from '@cdklabs/cdk-validator-cfnguard';
 import { App, type AppProps, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import type { MethodLoggingLevel } from 'aws-cdk-lib/aws-apigateway';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -44,6 +45,18 @@ class ContextReader {
 }
 
 /**
+ * An app with the compliance checks every Token Broker synthesis runs: cdk-nag's AwsSolutions rules, and AWS
+ * Control Tower's proactive controls as cfn-guard rules (@cdklabs/cdk-validator-cfnguard, run offline with the
+ * cfn-guard binary it bundles). A finding of either that is not acknowledged in code (with its reason, through
+ * `Validations.of(construct).acknowledge`) fails the synthesis.
+ */
+export function createCheckedApp(props: AppProps = {}): App {
+  const app = new App(props);
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new CfnGuardValidator());
+  return app;
+}
+
+/**
  * Builds the Token Broker app from context, with cdk-nag's AwsSolutions checks registered (findings fail the
  * synth). Context keys:
  * - `stage` (default `dev`): stack `TokenBroker-<stage>`, API stage, names, secret prefix
@@ -52,11 +65,17 @@ class ContextReader {
  * - `endpointType` (`REGIONAL` | `PRIVATE`) and `vpcEndpointIds` (execute-api endpoints of a PRIVATE API)
  * - `allowedOrganizationId`, `allowedAccountIds`, `allowedVpcEndpoints`, `allowedSourceIps`: resource policy
  * - `throttlingRateLimit`, `throttlingBurstLimit`, `entraTimeoutSeconds`, `entraRetryBudgetSeconds`,
- *   `logLevel`, `alarmTopicArn`, *   `webAclArn`, `executionLogLevel` (`OFF` | `ERROR` | `INFO`), `removalPolicy` (`retain` | `destroy`)
+ *   `logLevel`, `alarmTopicArn`, `webAclArn`, `executionLogLevel` (`OFF` | `ERROR` | `INFO`, default `ERROR`),
+ *   `removalPolicy` (`retain` | `destroy`)
  * - `scheduledRefreshMinutes` (default 5): interval of the scheduled token refresh in whole minutes; 0 disables it
+ * - `vpcId` (looked up: needs the account and region, which the CLI sets from its credentials), `vpcSubnetIds`,
+ *   `securityGroupIds`, `createVpcEndpoints` (`true` | `false`), `httpsProxy`: functions in a VPC
+ *
+ * The stack's environment is the CLI's (CDK_DEFAULT_ACCOUNT, CDK_DEFAULT_REGION); without them it is
+ * environment-agnostic.
  */
 export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: TokenBrokerStack } {
-  const app = new App(props);
+  const app = createCheckedApp(props);
   const context = new ContextReader(app);
   const stage = context.string('stage') ?? 'dev';
   const entraTimeoutSeconds = context.number('entraTimeoutSeconds');
@@ -70,10 +89,24 @@ export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: T
     throw new Error('context "scheduledRefreshMinutes" must be a whole number of minutes (0 disables)');
   }
 
+  const env = { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION };
+  const vpcId = context.string('vpcId');
+  if (vpcId !== undefined && (env.account === undefined || env.region === undefined)) {
+    throw new Error(
+      'context "vpcId" is looked up in the stack\'s account and region: run cdk with credentials for them ' +
+        '(the CLI sets CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION)',
+    );
+  }
+  const createVpcEndpoints = context.oneOf('createVpcEndpoints', ['true', 'false'] as const);
+
   const stack = new TokenBrokerStack(app, `TokenBroker-${stage}`, {
+    env,
     description: `Token Broker (${stage}): Microsoft Entra ID client-credentials tokens for AWS workloads`,
     vpcEndpointIds: context.list('vpcEndpointIds'),
     alarmTopicArn: context.string('alarmTopicArn'),
+    vpcId,
+    vpcSubnetIds: context.list('vpcSubnetIds'),
+    securityGroupIds: context.list('securityGroupIds'),
     broker: {
       stage,
       allowedAuthorityHosts: context.list('allowedAuthorityHosts'),
@@ -102,6 +135,8 @@ export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: T
           : removal === 'retain'
             ? RemovalPolicy.RETAIN
             : undefined,
+      createVpcEndpoints: createVpcEndpoints === undefined ? undefined : createVpcEndpoints === 'true',
+      httpsProxy: context.string('httpsProxy'),
       scheduledRefresh:
         scheduledRefreshMinutes === undefined
           ? undefined
@@ -111,6 +146,5 @@ export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: T
     },
   });
 
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stack };
 }

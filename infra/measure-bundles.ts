@@ -22,6 +22,7 @@ import { build, type Metafile } from 'esbuild';
 import { startSecretsManagerServer } from '../local/secrets-manager-server';
 import { EntraEmulator } from '../test/fixtures/entra-emulator';
 import { LAMBDA_BUNDLING } from './token-broker';
+import { PROXY_ONLY_MODULES } from './token-broker/functions';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 // Inside the project, so the external variant finds the SDK in node_modules as the runtime finds its own.
@@ -33,9 +34,14 @@ interface Variant {
   external: string[];
 }
 
+// A broker without httpsProxy leaves the proxy's packages out (infra/token-broker/functions.ts lambdaBundling).
 const VARIANTS: Variant[] = [
-  { name: 'SDK bundled (chosen)', external: [] },
-  { name: 'SDK from the runtime (@aws-sdk/*, @smithy/* external)', external: ['@aws-sdk/*', '@smithy/*'] },
+  { name: 'SDK bundled (chosen)', external: [...PROXY_ONLY_MODULES] },
+  {
+    name: 'SDK from the runtime (@aws-sdk/*, @smithy/* external)',
+    external: ['@aws-sdk/*', '@smithy/*', ...PROXY_ONLY_MODULES],
+  },
+  { name: 'SDK bundled, with httpsProxy (undici bundled)', external: [] },
 ];
 
 /** The environment the handler validates at cold start; nothing is contacted while loading. */

@@ -11,6 +11,15 @@ export interface TokenBrokerStackProps extends StackProps {
   readonly vpcEndpointIds?: string[];
   /** ARN of an existing SNS topic for alarm notifications. */
   readonly alarmTopicArn?: string;
+  /**
+   * An existing VPC (`vpc-...`) to run the functions in, looked up at synth (`cdk synth` with credentials for the
+   * stack's account and region, cached in cdk.context.json).
+   */
+  readonly vpcId?: string;
+  /** Subnets of `vpcId` for the functions and endpoints. @default - the VPC's private subnets with egress */
+  readonly vpcSubnetIds?: string[];
+  /** Existing security groups (`sg-...`) for the functions. @default - one the broker creates */
+  readonly securityGroupIds?: string[];
 }
 
 /** A stack holding one {@link TokenBroker}, with the outputs an operator needs after `cdk deploy`. */
@@ -25,8 +34,21 @@ export class TokenBrokerStack extends Stack {
         port: 443,
       }),
     );
+    const vpc =
+      props.vpcId === undefined ? undefined : ec2.Vpc.fromLookup(this, 'Vpc', { vpcId: props.vpcId });
     this.broker = new TokenBroker(this, 'TokenBroker', {
       ...props.broker,
+      ...(vpc ? { vpc } : {}),
+      ...(props.vpcSubnetIds !== undefined
+        ? { vpcSubnets: { subnetFilters: [ec2.SubnetFilter.byIds(props.vpcSubnetIds)] } }
+        : {}),
+      ...(props.securityGroupIds !== undefined
+        ? {
+            securityGroups: props.securityGroupIds.map((id) =>
+              ec2.SecurityGroup.fromSecurityGroupId(this, `SecurityGroup-${id}`, id),
+            ),
+          }
+        : {}),
       ...(vpcEndpoints.length > 0
         ? { vpcEndpoints: [...(props.broker?.vpcEndpoints ?? []), ...vpcEndpoints] }
         : {}),
@@ -51,6 +73,11 @@ export class TokenBrokerStack extends Stack {
     new CfnOutput(this, 'KmsKeyArn', {
       description: 'KMS key encrypting the tables and the service secrets',
       value: this.broker.key.keyArn,
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      description:
+        'SNS topic of the alarms: subscribe to it (aws sns subscribe --topic-arn ... --protocol email ...)',
+      value: this.broker.alarmTopic.topicArn,
     });
     new CfnOutput(this, 'SecretPrefix', {
       description: 'Secrets Manager name prefix of the service secrets',

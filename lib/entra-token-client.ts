@@ -1,4 +1,5 @@
 import * as oauth from 'oauth4webapi';
+import type { Dispatcher } from 'undici';
 import type { ClientCredential } from './credentials/credential';
 import { explainRefusal } from './credentials/entra-refusals';
 import {
@@ -43,9 +44,27 @@ export interface EntraTokenClientOptions {
   now?: () => number;
   /** Replaces global fetch (for fault injection in tests only). */
   fetch?: typeof fetch;
+  /**
+   * An HTTP proxy (`http://host:port`, the HTTPS_PROXY of a function in a VPC without a NAT gateway) that every
+   * token request goes through: a CONNECT tunnel, TLS end to end between the broker and Entra.
+   */
+  httpsProxy?: string;
 }
 
 const MAX_RETRY_AFTER_SECONDS = 3600;
+
+/**
+ * `fetch` with every request sent through an undici ProxyAgent (the `dispatcher` option of Node's fetch). undici
+ * is imported on the first request, and only with a proxy: it is about as large as the rest of the token bundle, so
+ * a deployment without a proxy leaves it out of its bundle altogether (infra/token-broker/functions.ts).
+ */
+function throughProxy(fetchImpl: typeof fetch, proxyUrl: string): typeof fetch {
+  let dispatcher: Promise<Dispatcher> | undefined;
+  return async (input, init) => {
+    dispatcher ??= import('undici').then(({ ProxyAgent }) => new ProxyAgent(proxyUrl));
+    return fetchImpl(input, { ...init, dispatcher: await dispatcher } as RequestInit);
+  };
+}
 
 /** Transport failures that a retry cannot fix: TLS trust and certificate errors, unknown hosts. */
 const NON_RETRYABLE_TRANSPORT =
@@ -135,7 +154,9 @@ export class EntraTokenClient {
   constructor(options: EntraTokenClientOptions) {
     this.timeoutMs = options.timeoutMs;
     this.now = options.now ?? Date.now;
-    this.fetchImpl = options.fetch;
+    this.fetchImpl = options.httpsProxy
+      ? throughProxy(options.fetch ?? globalThis.fetch, options.httpsProxy)
+      : options.fetch;
   }
 
   /** Sends one token request and returns the validated token, or throws an IdentityProvider* error. */

@@ -60,6 +60,24 @@ export function adminRoutes(): ExecuteApiRoute[] {
   return routesServedBy('admin', () => '*');
 }
 
+/**
+ * The token routes of every service (service name `*`): what a resource policy lets other accounts reach, each
+ * caller still limited to the services its own identity policy names. In an ARN `*` also matches `/`, so these
+ * patterns match some admin paths too (`GET/api/v2/system/service/client_credentials`): a resource policy that
+ * allows them must deny {@link adminRoutesAnyMethod} explicitly.
+ */
+export function tokenRoutesOfAnyService(): ExecuteApiRoute[] {
+  return routesServedBy('token', () => '*');
+}
+
+/**
+ * Every admin route's path with any method (method `*` on `/api/v2/system/service`, on its items, on the API docs):
+ * what a resource policy denies to every principal outside the broker's own account.
+ */
+export function adminRoutesAnyMethod(): ExecuteApiRoute[] {
+  return [...new Set(adminRoutes().map((r) => r.path))].map((path) => ({ method: '*', path }));
+}
+
 /** The OpenAPI document (`GET /api/v2/api_docs`). */
 export function apiDocsRoutes(): ExecuteApiRoute[] {
   const route = ROUTES.find((r) => r.resource === API_DOCS_RESOURCE);

@@ -91,3 +91,19 @@ export class SecretReferencePolicy {
     }
   }
 }
+
+/** An entry of the operator's list: a secret ARN, or an ARN prefix ending in `*` (at least one name character). */
+const ALLOWED_SECRET_ARN_ENTRY =
+  /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+\*?$/;
+
+/**
+ * What is wrong with the entries of an operator's list of referenced secrets (TOKEN_BROKER_ALLOWED_SECRET_ARNS,
+ * the construct's `allowedSecretArns`), one message per bad entry. {@link SecretReferencePolicy} reads a trailing
+ * `*` as a prefix, and the construct grants IAM access to the same entries, where any other `*` or `?` would be a
+ * wider wildcard: so a `*` is allowed at the end only.
+ */
+export function allowedSecretArnProblems(entries: readonly string[]): string[] {
+  return entries
+    .filter((entry) => !ALLOWED_SECRET_ARN_ENTRY.test(entry))
+    .map((entry) => `"${entry}" must be a Secrets Manager secret ARN, or an ARN prefix ending in "*"`);
+}

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { CfnElement, Stack } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
@@ -118,4 +120,35 @@ export function allowedResourcesByAction(
     }
   }
   return byAction;
+}
+
+/** What the cfn-guard plugin (Control Tower's proactive controls) reported for a synthesized app. */
+export interface GuardReport {
+  /** Rules violated and not acknowledged (a synthesis with any of these fails). */
+  violations: string[];
+  /** Acknowledged rules, each with the construct paths it was acknowledged for, sorted. */
+  acknowledged: Record<string, string[]>;
+}
+
+/** Reads the cfn-guard plugin's part of the validation report CDK writes into the cloud assembly. */
+export function guardReport(assemblyDirectory: string): GuardReport {
+  const report = JSON.parse(readFileSync(path.join(assemblyDirectory, 'validation-report.json'), 'utf8')) as {
+    pluginReports: Array<{
+      pluginName: string;
+      violations: Array<{ ruleName: string }>;
+      suppressedViolations?: Array<{
+        ruleName: string;
+        violatingConstructs: Array<{ constructPath: string }>;
+      }>;
+    }>;
+  };
+  const guard = report.pluginReports.find((p) => p.pluginName === 'cdk-validator-cfnguard');
+  const acknowledged: Record<string, string[]> = {};
+  for (const v of guard?.suppressedViolations ?? []) {
+    acknowledged[v.ruleName] = [
+      ...(acknowledged[v.ruleName] ?? []),
+      ...v.violatingConstructs.map((c) => c.constructPath),
+    ].sort();
+  }
+  return { violations: (guard?.violations ?? []).map((v) => v.ruleName), acknowledged };
 }

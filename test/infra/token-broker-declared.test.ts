@@ -1,13 +1,13 @@
 /**
  * Configuration as code (`services`) and the scheduled refresh interval, on a broker built with the construct's
- * props directly (services are not context). One synthesis, cdk-nag included: a finding makes it throw.
+ * props directly (services are not context). One synthesis, cdk-nag included: a finding makes it throw. Props are
+ * validated before anything is built, so a refused declaration never reaches the deployment.
  */
-import { App, Duration, Validations } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { AwsSolutionsChecks } from 'cdk-nag';
-import { TokenBrokerStack } from '../../infra/stack';
-import type { DeclaredService, TokenBrokerProps } from '../../infra/token-broker';
-import { cdkJsonContext } from './synth';
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import type { Template } from 'aws-cdk-lib/assertions';
+import type { TokenBrokerStack } from '../../infra/stack';
+import { type DeclaredService, TokenBroker, type TokenBrokerProps } from '../../infra/token-broker';
+import { synthesizeBrokerProps } from './synth';
 import {
   allowedResourcesByAction,
   functionRoleId,
@@ -20,15 +20,18 @@ const ACCOUNT = '123456789012';
 const OWN_SECRET = `arn:aws:secretsmanager:eu-west-1:${ACCOUNT}:secret:token-broker/dev/services/graph-AbCdEf`;
 const SHARED_SECRETS = 'arn:aws:secretsmanager:eu-west-1:444455556666:secret:shared/entra/*';
 const SHARED_SECRET = 'arn:aws:secretsmanager:eu-west-1:444455556666:secret:shared/entra/sharepoint-XyZ123';
+const CLIENT_1 = '11111111-1111-4111-8111-111111111111';
+const CLIENT_2 = '22222222-2222-4222-8222-222222222222';
+const TENANT_2 = '33333333-3333-4333-8333-333333333333';
 const SERVICES: DeclaredService[] = [
-  { name: 'graph', clientId: 'client-1', tenantId: 'tenant-1', clientSecretArn: OWN_SECRET },
+  { name: 'graph', clientId: CLIENT_1, tenantId: 'contoso.onmicrosoft.com', clientSecretArn: OWN_SECRET },
   {
     name: 'sharepoint',
     label: 'SharePoint',
     description: 'SharePoint Online',
     isActive: false,
-    clientId: 'client-2',
-    tenantId: 'tenant-2',
+    clientId: CLIENT_2,
+    tenantId: TENANT_2,
     clientSecretArn: SHARED_SECRET,
     scopes: 'https://example.sharepoint.com/.default',
     authorityUrl: 'https://login.microsoftonline.com',
@@ -36,12 +39,15 @@ const SERVICES: DeclaredService[] = [
   },
 ];
 
-function build(broker: TokenBrokerProps): { app: App; stack: TokenBrokerStack } {
-  const app = new App({ context: cdkJsonContext() });
-  const stack = new TokenBrokerStack(app, 'TokenBroker-dev', { broker });
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  return { app, stack };
-}
+/** Template-only tests: no bundling (a finding of cdk-nag still makes the synthesis throw). */
+const build = (broker: TokenBrokerProps) => synthesizeBrokerProps(broker, { bundle: false });
+/** Only constructs the broker (props are validated first), without synthesizing it. */
+const construct = (broker: TokenBrokerProps) =>
+  new TokenBroker(
+    new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Probe'),
+    'Broker',
+    broker,
+  );
 
 let stack: TokenBrokerStack;
 let template: Template;
@@ -53,7 +59,7 @@ beforeAll(() => {
     services: SERVICES,
   });
   stack = built.stack;
-  template = Template.fromJSON(built.app.synth().getStackByName(stack.stackName).template);
+  template = built.template;
 });
 
 describe('scheduled refresh interval', () => {
@@ -91,7 +97,7 @@ describe('declared services', () => {
         name: 'graph',
         type: 'oauth_azure_ad',
         is_active: true,
-        config: { client_id: 'client-1', tenant_id: 'tenant-1', client_secret_arn: OWN_SECRET },
+        config: { client_id: CLIENT_1, tenant_id: 'contoso.onmicrosoft.com', client_secret_arn: OWN_SECRET },
       },
       {
         name: 'sharepoint',
@@ -100,8 +106,8 @@ describe('declared services', () => {
         type: 'oauth_azure_ad',
         is_active: false,
         config: {
-          client_id: 'client-2',
-          tenant_id: 'tenant-2',
+          client_id: CLIENT_2,
+          tenant_id: TENANT_2,
           client_secret_arn: SHARED_SECRET,
           scopes: 'https://example.sharepoint.com/.default',
           authority_url: 'https://login.microsoftonline.com',
@@ -131,16 +137,71 @@ describe('declared services', () => {
     });
   });
 
-  it('refuses at synth a secret outside the prefix and allowedSecretArns, a bad name and a bad ARN', () => {
+  describe('refused at synth with the rules the admin API applies at deploy time (lib/)', () => {
     const one =
       (service: Partial<DeclaredService>, extra: TokenBrokerProps = {}) =>
       () =>
-        build({ ...extra, services: [{ ...(SERVICES[0] as DeclaredService), ...service }] });
+        construct({ ...extra, services: [{ ...(SERVICES[0] as DeclaredService), ...service }] });
 
-    expect(one({ clientSecretArn: SHARED_SECRET })).toThrow(/under "token-broker\/dev\/services\/"/);
-    expect(one({ name: 'Graph' })).toThrow(/name "Graph"/);
-    expect(one({ clientSecretArn: `${SHARED_SECRETS}` }, { allowedSecretArns: [SHARED_SECRETS] })).toThrow(
-      /must be a Secrets Manager secret ARN/,
-    );
+    it('refuses a reserved service name', () => {
+      expect(one({ name: 'system' })).toThrow(/services\[0\] \("system"\): name: is a reserved name/);
+    });
+
+    it('refuses a name the service schema refuses', () => {
+      expect(one({ name: 'Graph' })).toThrow(/services\[0\] \("Graph"\): name: must match/);
+    });
+
+    it('refuses a secret outside the prefix and allowedSecretArns', () => {
+      expect(one({ clientSecretArn: SHARED_SECRET })).toThrow(/under "token-broker\/dev\/services\/"/);
+    });
+
+    it('refuses a secret ARN with a wildcard', () => {
+      expect(one({ clientSecretArn: SHARED_SECRETS }, { allowedSecretArns: [SHARED_SECRETS] })).toThrow(
+        /client_secret_arn: must be the ARN of a Secrets Manager secret/,
+      );
+    });
+
+    it('refuses a client id that is not a GUID and a multi-tenant alias as the tenant', () => {
+      expect(one({ clientId: 'client-1', tenantId: 'common' })).toThrow(
+        /config\.client_id: must be the application \(client\) ID[\s\S]*config\.tenant_id: must name one tenant/,
+      );
+    });
+
+    it('refuses an authority host that is neither a Microsoft cloud nor listed in allowedAuthorityHosts', () => {
+      expect(one({ authorityUrl: 'https://login.example.test/{tenant_id}' })).toThrow(
+        /authority host "login.example.test" is not allowed/,
+      );
+      expect(
+        one(
+          { authorityUrl: 'https://login.example.test/{tenant_id}' },
+          { allowedAuthorityHosts: ['login.example.test'] },
+        ),
+      ).not.toThrow();
+    });
+
+    it('reports every problem of every service and prop at once', () => {
+      const services = [{ name: 'system' } as DeclaredService, SERVICES[0], SERVICES[0]] as DeclaredService[];
+      let message = '';
+      try {
+        construct({
+          stage: 'Prod',
+          secretPrefix: 'token-broker/dev/services/',
+          entraTimeout: Duration.seconds(30),
+          services,
+        });
+      } catch (error) {
+        message = (error as Error).message;
+      }
+
+      expect(message.split('\n').slice(1)).toEqual([
+        expect.stringMatching(/^ {2}- stage "Prod" must match/),
+        expect.stringMatching(/^ {2}- entraTimeout \(TOKEN_BROKER_ENTRA_TIMEOUT_MS: /),
+        '  - entraTimeout must be at least 1 second and at most entraRetryBudget',
+        '  - services[0] ("system"): name: is a reserved name',
+        '  - services[0] ("system"): config.client_id: is required',
+        '  - services[0] ("system"): config.tenant_id: is required',
+        '  - services[2] ("graph"): declared more than once',
+      ]);
+    });
   });
 });

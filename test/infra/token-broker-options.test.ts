@@ -1,13 +1,16 @@
 /**
  * The broker's props, through the app's context as an operator passes them (`-c key=value`), and the grants a
- * platform team gives its callers. One synthesis with every option set (cdk-nag included) serves most tests.
+ * platform team gives its callers. One synthesis with every option set (cdk-nag included) serves most tests;
+ * they read templates only, so nothing is bundled.
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { TokenBrokerStack } from '../../infra/stack';
 import { TokenBroker } from '../../infra/token-broker';
-import { cdkJsonContext, type SynthesizedBroker, synthesizeBroker } from './synth';
+import { adminRoutes, tokenRoutes } from '../../lib/execute-api-grants';
+import { resourcePolicyDecision } from './resource-policy';
+import { cdkJsonContext, NO_BUNDLING, type SynthesizedBroker, synthesizeBroker } from './synth';
 import {
   allowedResourcesByAction,
   asArray,
@@ -36,6 +39,7 @@ let template: Template;
 let callerRoleId: string;
 let adminRoleId: string;
 let docsRoleId: string;
+let readerRoleId: string;
 
 beforeAll(() => {
   synthesized = synthesizeBroker(
@@ -61,16 +65,20 @@ beforeAll(() => {
       scheduledRefreshMinutes: '0',
     },
     {
+      bundle: false,
       customize: (s) => {
         const caller = new iam.Role(s, 'CallerRole', { assumedBy: new iam.AccountRootPrincipal() });
         const admin = new iam.Role(s, 'AdminRole', { assumedBy: new iam.AccountRootPrincipal() });
         const reader = new iam.Role(s, 'DocsRole', { assumedBy: new iam.AccountRootPrincipal() });
+        const tokenReader = new iam.Role(s, 'TokenReaderRole', { assumedBy: new iam.AccountRootPrincipal() });
         s.broker.grantTokenAccess(caller, 'graph');
         s.broker.grantAdmin(admin);
         s.broker.grantApiDocs(reader);
+        s.broker.grantTokenReadAccess(tokenReader, 'graph');
         callerRoleId = logicalIdOf(s, caller);
         adminRoleId = logicalIdOf(s, admin);
         docsRoleId = logicalIdOf(s, reader);
+        readerRoleId = logicalIdOf(s, tokenReader);
       },
     },
   );
@@ -118,19 +126,40 @@ describe('private API and resource policy', () => {
     });
   });
 
-  it('lets the listed accounts in through their own identity policies (account principals)', () => {
-    expect(JSON.stringify(statement('AllowAccounts')?.Principal)).toContain(`:iam::${OTHER_ACCOUNT}:root`);
-    expect(JSON.stringify(statement('AllowAccounts')?.Principal)).toContain('AWS::AccountId');
+  it("lets this account's principals in through their own identity policies (account principal)", () => {
+    expect(statement('AllowOwnAccount')).toMatchObject({ Effect: 'Allow', Resource: 'execute-api:/*' });
+    expect(JSON.stringify(statement('AllowOwnAccount')?.Principal)).toContain('AWS::AccountId');
   });
 
-  it("lets the organisation's other accounts in, but never this account's principals without an identity policy", () => {
-    expect(statement('AllowOrganization')).toMatchObject({
+  it('lets the listed accounts in on the token routes only, through their own identity policies', () => {
+    expect(JSON.stringify(statement('AllowAccountsTokenRoutes')?.Principal)).toContain(
+      `:iam::${OTHER_ACCOUNT}:root`,
+    );
+    expect(JSON.stringify(statement('AllowAccountsTokenRoutes')?.Principal)).not.toContain('AWS::AccountId');
+    expect(asArray(statement('AllowAccountsTokenRoutes')?.Resource).sort()).toEqual([
+      'execute-api:/*/DELETE/api/v2/*/client_credentials',
+      'execute-api:/*/GET/api/v2/*/client_credentials',
+      'execute-api:/*/POST/api/v2/*/client_credentials',
+    ]);
+  });
+
+  it("lets the organisation's other accounts in on the token routes, never this account's principals without an identity policy", () => {
+    expect(statement('AllowOrganizationTokenRoutes')).toMatchObject({
       Effect: 'Allow',
       Principal: { AWS: '*' },
+      Resource: asArray(statement('AllowAccountsTokenRoutes')?.Resource),
       Condition: {
         StringEquals: { 'aws:PrincipalOrgID': ORG },
         StringNotEquals: { 'aws:PrincipalAccount': { Ref: 'AWS::AccountId' } },
       },
+    });
+  });
+
+  it('denies the admin routes to every principal outside this account (aws:PrincipalAccount)', () => {
+    expect(statement('DenyAdminRoutesOutsideAccount')).toMatchObject({
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Condition: { StringNotEquals: { 'aws:PrincipalAccount': { Ref: 'AWS::AccountId' } } },
     });
   });
 
@@ -154,6 +183,59 @@ describe('private API and resource policy', () => {
     expect(stage.Properties.MethodSettings).toEqual([
       expect.objectContaining({ LoggingLevel: 'ERROR', ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 }),
     ]);
+  });
+});
+
+describe('cross-account access, as the resource policy decides it', () => {
+  const OWN_ACCOUNT = '123456789012';
+  const ORG_ACCOUNT = '777788889999';
+  /** A caller whose identity policy allows execute-api:Invoke on everything (AdministratorAccess). */
+  const decide = (account: string, method: string, path: string, orgId?: string) =>
+    resourcePolicyDecision(
+      policyStatements(),
+      { account, orgId, method, path, sourceVpce: ENDPOINT },
+      { ownAccount: OWN_ACCOUNT, stage: 'prod' },
+    );
+  /** Every admin route with sample names, including a service named like the token route's last segment. */
+  const adminRequests = adminRoutes().flatMap((r) =>
+    ['graph', 'client_credentials'].map((name) => ({ method: r.method, path: r.path.replace('*', name) })),
+  );
+
+  it('lets a listed account and an account of the organisation reach every token route', () => {
+    for (const { method, path } of tokenRoutes('graph')) {
+      expect({ method, path, decision: decide(OTHER_ACCOUNT, method, path) }).toEqual({
+        method,
+        path,
+        decision: 'allow',
+      });
+      expect(decide(ORG_ACCOUNT, method, path, ORG)).toBe('allow');
+    }
+  });
+
+  it('refuses a listed account every admin route with an explicit deny, whatever its identity policy allows', () => {
+    for (const { method, path } of adminRequests) {
+      expect({ method, path, decision: decide(OTHER_ACCOUNT, method, path) }).toEqual({
+        method,
+        path,
+        decision: 'explicit-deny',
+      });
+    }
+  });
+
+  it('refuses an account of the organisation every admin route with an explicit deny', () => {
+    for (const { method, path } of adminRequests)
+      expect(decide(ORG_ACCOUNT, method, path, ORG)).toBe('explicit-deny');
+  });
+
+  it('lets nobody else in: an account neither listed nor in the organisation gets no allow', () => {
+    expect(decide('999999999999', 'GET', '/api/v2/graph/client_credentials')).toBe('no-allow');
+    expect(decide('999999999999', 'GET', '/api/v2/graph/client_credentials', 'o-other')).toBe('no-allow');
+  });
+
+  it("leaves this account's principals to their identity policies on every route", () => {
+    for (const { method, path } of [...adminRequests, ...tokenRoutes('graph')]) {
+      expect(decide(OWN_ACCOUNT, method, path)).toBe('allow');
+    }
   });
 });
 
@@ -271,6 +353,18 @@ describe('grants', () => {
     ]);
   });
 
+  it("grants a read-only consumer GET on exactly one service's client_credentials route", () => {
+    expect(grantedArns(readerRoleId)).toEqual(['/prod/GET/api/v2/graph/client_credentials']);
+  });
+
+  it('refuses a read-only token grant for anything but one valid service name', () => {
+    const role = new iam.Role(stack, 'ReadProbe', { assumedBy: new iam.AccountRootPrincipal() });
+
+    for (const name of ['*', 'graph/*', 'system']) {
+      expect(() => stack.broker.grantTokenReadAccess(role, name)).toThrow(/not a valid service name/);
+    }
+  });
+
   it('grants an administrator the system/service routes and the API docs, and no token route', () => {
     expect(grantedArns(adminRoleId).sort()).toEqual([
       '/prod/DELETE/api/v2/system/service/*',
@@ -297,7 +391,7 @@ describe('grants', () => {
 
 describe('props that contradict each other are refused before anything is built', () => {
   const build = (props: ConstructorParameters<typeof TokenBroker>[2]) => () =>
-    new TokenBroker(new App({ context: cdkJsonContext() }), 'Broker', props);
+    new TokenBroker(new App({ context: { ...cdkJsonContext(), ...NO_BUNDLING } }), 'Broker', props);
 
   it('refuses a PRIVATE API without VPC endpoints', () => {
     expect(build({ endpointType: 'PRIVATE' })).toThrow(/needs at least one execute-api interface endpoint/);
@@ -344,7 +438,7 @@ describe('props that contradict each other are refused before anything is built'
 
 describe('two brokers in one stack (two stages)', () => {
   it('gives them different KMS aliases, alarm names and secret prefixes', () => {
-    const app = new App({ context: cdkJsonContext() });
+    const app = new App({ context: { ...cdkJsonContext(), ...NO_BUNDLING } });
     const shared = new Stack(app, 'Shared');
     const blue = new TokenBroker(shared, 'Blue', { stage: 'blue' });
     const green = new TokenBroker(shared, 'Green', { stage: 'green' });
@@ -370,14 +464,18 @@ describe('a REGIONAL API restricted to source IP ranges', () => {
       stage: 'ipcheck',
       allowedSourceIps: '203.0.113.0/24,198.51.100.7/32',
     };
-    const { stack: regional } = synthesizeBroker(context);
+    const { stack: regional } = synthesizeBroker(context, { bundle: false });
     const policy = Template.fromStack(regional).findResources('AWS::ApiGateway::RestApi');
     const statements = (Object.values(policy)[0] as CfnResourceJson).Properties.Policy as {
       Statement: StatementJson[];
     };
 
-    expect(statements.Statement.map((s) => s.Sid)).toEqual(['AllowAccounts', 'DenyOtherSourceIps']);
-    expect(statements.Statement[1]).toMatchObject({
+    expect(statements.Statement.map((s) => s.Sid)).toEqual([
+      'AllowOwnAccount',
+      'DenyAdminRoutesOutsideAccount',
+      'DenyOtherSourceIps',
+    ]);
+    expect(statements.Statement[2]).toMatchObject({
       Effect: 'Deny',
       Condition: { NotIpAddress: { 'aws:SourceIp': ['203.0.113.0/24', '198.51.100.7/32'] } },
     });

@@ -3,25 +3,31 @@
  * (with real esbuild bundling and cdk-nag) is shared by every test in this file.
  */
 
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Validations } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { LogGroup } from 'aws-cdk-lib/aws-logs';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { createCheckedApp } from '../../infra/create-app';
 import type { TokenBrokerStack } from '../../infra/stack';
 import { ENTRA_FAILURES_METRIC } from '../../infra/token-broker';
+import { PROXY_ONLY_MODULES } from '../../infra/token-broker/functions';
 import { DEFAULT_FLOW_SETTINGS } from '../../lib/client-credentials-flow';
 import { BROKER_METRICS } from '../../lib/metrics';
 import { ROUTES } from '../../lib/routes';
 import { SERVICES_TABLE, TOKEN_CACHE_TABLE } from '../../lib/tables';
-import { type SynthesizedBroker, synthesizeBroker } from './synth';
+import { NO_BUNDLING, type SynthesizedBroker, synthesizeBroker } from './synth';
 import {
   allowedResourcesByAction,
   apiMethods,
   asArray,
   type CfnResourceJson,
   functionRoleId,
+  guardReport,
   logicalIdOf,
   renderArn,
   renderGatewayTemplate,
@@ -341,6 +347,38 @@ describe('Lambda', () => {
     }
   });
 
+  it("leaves the HTTPS proxy's package out of the bundles of a broker without httpsProxy (imported only for a proxy)", () => {
+    const code = readFileSync(path.join(assetDirOf(ids.token), 'index.js'), 'utf8');
+
+    for (const module of PROXY_ONLY_MODULES) expect(code).toContain(`import("${module}")`);
+  });
+
+  it('loads the token bundle where undici cannot be found: nothing requires it without a proxy', () => {
+    // Prepare: a directory with no node_modules above it, and the variables the handler reads at cold start.
+    const dir = mkdtempSync(path.join(tmpdir(), 'token-broker-bundle-'));
+    const bundle = path.join(dir, 'index.js');
+    copyFileSync(path.join(assetDirOf(ids.token), 'index.js'), bundle);
+
+    // Act
+    const loaded = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(bundle)})`], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH,
+        AWS_REGION: 'us-east-1',
+        TOKEN_BROKER_SERVICES_TABLE: 'services',
+        TOKEN_BROKER_TOKEN_CACHE_TABLE: 'tokens',
+        TOKEN_BROKER_TOKEN_KEY_ID: 'alias/token-broker',
+      },
+    });
+
+    // Assess
+    expect({ status: loaded.status, stderr: loaded.stderr.includes('undici') }).toEqual({
+      status: 0,
+      stderr: false,
+    });
+  });
+
   it('ships a source map without sources next to each minified bundle', () => {
     for (const id of [ids.token, ids.admin]) {
       const mapFile = path.join(assetDirOf(id), 'index.js.map');
@@ -569,15 +607,20 @@ describe('operations', () => {
     });
   });
 
-  it('creates the alarms without actions when no topic is given', () => {
+  it("notifies the broker's own alarm topic of every alarm and every return to OK when no topic is given", () => {
+    const topicId = Object.keys(resourcesOfType(template, 'AWS::SNS::Topic'))[0] as string;
+
     expect(alarms()).toHaveLength(7);
-    for (const a of alarms()) expect(a.AlarmActions).toBeUndefined();
+    for (const a of alarms()) {
+      expect(a).toMatchObject({ AlarmActions: [{ Ref: topicId }], OKActions: [{ Ref: topicId }] });
+    }
   });
 
-  it('outputs the API URL, the table names, the KMS key ARN and the secret prefix', () => {
+  it('outputs the API URL, the alarm topic, the table names, the KMS key ARN and the secret prefix', () => {
     const outputs = template.findOutputs('*') as Record<string, { Value: unknown }>;
 
     expect(Object.keys(outputs).sort()).toEqual([
+      'AlarmTopicArn',
       'ApiUrl',
       'KmsKeyArn',
       'SecretPrefix',
@@ -587,6 +630,158 @@ describe('operations', () => {
     expect(outputs.ServicesTableName?.Value).toEqual({ Ref: ids.services });
     expect(outputs.TokenCacheTableName?.Value).toEqual({ Ref: ids.cache });
     expect(outputs.KmsKeyArn?.Value).toEqual({ 'Fn::GetAtt': [ids.key, 'Arn'] });
+    expect(outputs.AlarmTopicArn?.Value).toEqual({
+      Ref: Object.keys(resourcesOfType(template, 'AWS::SNS::Topic'))[0],
+    });
+  });
+});
+
+describe('Control Tower proactive controls (cfn-guard)', () => {
+  const keyStatements = () =>
+    (
+      (Object.values(resourcesOfType(template, 'AWS::KMS::Key'))[0] as CfnResourceJson).Properties
+        .KeyPolicy as {
+        Statement: StatementJson[];
+      }
+    ).Statement;
+  const keyStatement = (sid: string) => keyStatements().find((s) => s.Sid === sid);
+  const stage = () =>
+    Object.values(resourcesOfType(template, 'AWS::ApiGateway::Stage'))[0] as CfnResourceJson;
+  const apiId = () => Object.keys(resourcesOfType(template, 'AWS::ApiGateway::RestApi'))[0] as string;
+
+  it('passes, with acknowledged exceptions only: token cache PITR, environment-agnostic permissions, no VPC', () => {
+    const report = guardReport(synthesized.assembly.directory);
+    const permissions = Object.keys(resourcesOfType(template, 'AWS::Lambda::Permission')).filter(
+      (id) =>
+        resourcesOfType(template, 'AWS::Lambda::Permission')[id]?.Properties.Principal ===
+        'apigateway.amazonaws.com',
+    );
+
+    expect(report.violations).toEqual([]);
+    expect(Object.keys(report.acknowledged).sort()).toEqual([
+      'dynamodb_table_pitr_enabled_check',
+      'lambda_function_public_access_prohibited_check',
+      'lambda_inside_vpc_check',
+    ]);
+    expect(report.acknowledged.dynamodb_table_pitr_enabled_check).toEqual([
+      'TokenBroker-dev/TokenBroker/TokenCacheTable/Resource',
+    ]);
+    expect(report.acknowledged.lambda_function_public_access_prohibited_check).toHaveLength(
+      permissions.length,
+    );
+    expect(report.acknowledged.lambda_inside_vpc_check).toEqual(
+      ['Admin', 'Refresh', 'Token'].map((f) => `TokenBroker-dev/TokenBroker/${f}Function/Resource`),
+    );
+  });
+
+  it('logs API Gateway execution at ERROR, never with data trace, into an encrypted log group of its own', () => {
+    const settings = (stage().Properties.MethodSettings as Array<Record<string, unknown>>)[0];
+    const execution = Object.entries(resourcesOfType(template, 'AWS::Logs::LogGroup')).find(
+      ([, g]) => g.Properties.LogGroupName !== undefined,
+    );
+
+    expect(settings).toMatchObject({
+      HttpMethod: '*',
+      ResourcePath: '/*',
+      LoggingLevel: 'ERROR',
+      DataTraceEnabled: false,
+    });
+    expect(execution?.[1].Properties).toMatchObject({
+      LogGroupName: {
+        'Fn::Join': ['', ['API-Gateway-Execution-Logs_', { Ref: apiId() }, '/dev']],
+      },
+      KmsKeyId: { 'Fn::GetAtt': [ids.key, 'Arn'] },
+      RetentionInDays: 365,
+    });
+    expect(asArray((stage() as { DependsOn?: string[] }).DependsOn)).toContain(execution?.[0]);
+  });
+
+  it("encrypts every log group with the broker key, which CloudWatch Logs may use for this stack's log groups only", () => {
+    const groups = Object.values(resourcesOfType(template, 'AWS::Logs::LogGroup'));
+    const logs = keyStatement('AllowCloudWatchLogsForBrokerLogGroups');
+
+    expect(groups).toHaveLength(5);
+    for (const g of groups) expect(g.Properties.KmsKeyId).toEqual({ 'Fn::GetAtt': [ids.key, 'Arn'] });
+    expect(JSON.stringify(logs?.Principal)).toContain('"logs."');
+    expect(
+      asArray(logs?.Condition?.ArnLike?.['kms:EncryptionContext:aws:logs:arn'] as unknown[])
+        .map(renderArn)
+        .sort(),
+    ).toEqual([
+      'arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:<AWS::StackName>-*',
+      `arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:API-Gateway-Execution-Logs_<${apiId()}>/dev`,
+    ]);
+  });
+
+  it('lets nobody create grants on the key unless for an AWS resource (kms:GrantIsForAWSResource)', () => {
+    expect(keyStatement('DenyGrantsNotForAwsResources')).toMatchObject({
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Action: 'kms:CreateGrant',
+      Condition: {
+        BoolIfExists: { 'kms:GrantIsForAWSResource': 'false', 'aws:PrincipalIsAWSService': 'false' },
+      },
+    });
+  });
+
+  it('encrypts the alarm topic with the broker key, HTTPS only, open to CloudWatch for the broker alarms only', () => {
+    const [topicId, topic] = Object.entries(resourcesOfType(template, 'AWS::SNS::Topic'))[0] as [
+      string,
+      CfnResourceJson,
+    ];
+    const policy = Object.values(resourcesOfType(template, 'AWS::SNS::TopicPolicy'))[0]?.Properties
+      .PolicyDocument as { Statement: StatementJson[] };
+
+    expect(topic.Properties).toMatchObject({
+      TopicName: 'token-broker-dev-alarms',
+      KmsMasterKeyId: { 'Fn::GetAtt': [ids.key, 'Arn'] },
+    });
+    expect(policy.Statement).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          Effect: 'Deny',
+          Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+        }),
+        expect.objectContaining({
+          Effect: 'Allow',
+          Principal: { Service: 'cloudwatch.amazonaws.com' },
+          Action: 'sns:Publish',
+          Resource: { Ref: topicId },
+          Condition: {
+            StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+            ArnLike: { 'aws:SourceArn': expect.anything() },
+          },
+        }),
+      ]),
+    );
+    expect(
+      renderArn(
+        keyStatement('AllowCloudWatchAlarmsToPublishToAlarmTopic')?.Condition?.StringEquals?.[
+          'kms:EncryptionContext:aws:sns:topicArn'
+        ],
+      ),
+    ).toBe('arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:token-broker-dev-alarms');
+  });
+
+  it("names API Gateway's method and this account in every permission to invoke a function", () => {
+    const permissions = Object.values(resourcesOfType(template, 'AWS::Lambda::Permission')).filter(
+      (p) => p.Properties.Principal === 'apigateway.amazonaws.com',
+    );
+
+    expect(permissions).toHaveLength(ROUTES.reduce((n, r) => n + r.methods.length, 0));
+    for (const p of permissions) {
+      expect(renderArn(p.Properties.SourceArn)).toMatch(/^arn:<AWS::Partition>:execute-api:<AWS::Region>:/);
+      expect(p.Properties.SourceAccount).toEqual({ Ref: 'AWS::AccountId' });
+    }
+  });
+
+  it('fails the synthesis on a finding nobody acknowledged', () => {
+    const outdir = mkdtempSync(path.join(tmpdir(), 'token-broker-guard-'));
+    const app = createCheckedApp({ outdir, context: NO_BUNDLING });
+    new LogGroup(new Stack(app, 'Unencrypted'), 'Logs', { removalPolicy: RemovalPolicy.DESTROY });
+
+    expect(() => app.synth()).toThrow(/CT\.CLOUDWATCH\.PR\.3/);
+    expect(guardReport(outdir).violations).toEqual(['cloudwatch_log_group_encrypted_check']);
   });
 });
 

@@ -6,6 +6,10 @@
  * created in DynamoDB Local from the template's own table definitions. Both stores are reached through a
  * recording proxy, so the test can also check that every call a bundle makes is allowed by that function's role
  * policy in the template.
+ *
+ * The app is the VPC variant (`-c vpcId=... -c httpsProxy=...`, the VPC looked up from cached context, the account
+ * and region the CLI's): the most that differs from a default deployment. Its functions reach Entra only through
+ * the HTTPS proxy, here a CONNECT proxy on loopback.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -30,10 +34,11 @@ import { DEFAULT_MEMORY_BOUND_MS } from '../../lib/token-memory';
 import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from '../../local/kms-server';
 import { startSecretsManagerServer } from '../../local/secrets-manager-server';
 import { apiGatewayEvent, localLambdaContext } from '../fixtures/apigw-event';
+import { type ConnectProxy, startConnectProxy } from '../fixtures/connect-proxy';
 import { dynamoDbLocalClient, dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { EntraEmulator } from '../fixtures/entra-emulator';
 import { secretsManagerClient } from '../fixtures/secrets-manager';
-import { synthesizeBroker } from '../infra/synth';
+import { synthesizeBroker, vpcLookupContext } from '../infra/synth';
 
 type Handler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
 type Json = Record<string, unknown>;
@@ -41,6 +46,7 @@ type Json = Record<string, unknown>;
 /** What the local Secrets Manager writes into ARNs, and what the template's pseudo parameters stand for here. */
 const REGION = 'us-east-1';
 const ACCOUNT = '000000000000';
+const VPC_ID = 'vpc-0f1e2d3c4b5a69788';
 const TENANT = '3c1d7e9a-5b2f-4a68-9d0e-7f1a2b3c4d5e';
 const CLIENT_ID = '9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b';
 const CLIENT_SECRET = 'fidelity-client-secret~value';
@@ -142,6 +148,7 @@ const asArray = <T>(value: T | T[] | undefined): T[] =>
 
 let workDir: string;
 let emulator: EntraEmulator;
+let entraProxy: ConnectProxy;
 let secrets: { url: string; close(): Promise<void> };
 let dynamoProxy: Server;
 let secretsProxy: Server;
@@ -228,6 +235,7 @@ const emulatorConfig = () => ({
   authority_url: emulator.authorityUrl(TENANT),
 });
 
+// Synthesis bundles three functions with esbuild: on a busy 2-core machine that alone can take a minute.
 beforeAll(async () => {
   // Prepare: the stand-ins the template's references resolve to.
   workDir = mkdtempSync(path.join(tmpdir(), 'token-broker-fidelity-'));
@@ -248,6 +256,7 @@ beforeAll(async () => {
     }),
     LOCAL_KMS_KEY_ALIAS,
   );
+  entraProxy = await startConnectProxy();
   dynamoProxy = await startRecordingProxy(dynamoDbLocalEndpoint(), 'dynamodb');
   secretsProxy = await startRecordingProxy(secrets.url, 'secretsmanager');
 
@@ -258,8 +267,11 @@ beforeAll(async () => {
       allowedAuthorityHosts: new URL(emulator.url).host,
       allowedSecretArns: SHARED_SECRETS,
       logLevel: 'WARN',
+      vpcId: VPC_ID,
+      httpsProxy: entraProxy.url,
+      ...vpcLookupContext(ACCOUNT, REGION, VPC_ID),
     },
-    { outdir: path.join(workDir, 'cdk.out') },
+    { outdir: path.join(workDir, 'cdk.out'), environment: { account: ACCOUNT, region: REGION } },
   );
   const artifact = assembly.getStackByName(stack.stackName);
   resources = (artifact.template as { Resources: typeof resources }).Resources;
@@ -342,13 +354,14 @@ beforeAll(async () => {
       exportName
     ] as Handler;
   }
-});
+}, 180_000);
 
 afterAll(async () => {
   for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
   Object.assign(process.env, savedEnv);
   await Promise.all([
     emulator?.stop(),
+    entraProxy?.stop(),
     secrets?.close(),
     kms?.close(),
     dynamoProxy && closeServer(dynamoProxy),
@@ -394,6 +407,11 @@ describe('the bundles cdk deploy would upload, with the environment the template
     expect(response.status).toBe(200);
     expect(response.body).toMatchObject({ token_type: 'Bearer', access_token: emulator.issuedTokens[0] });
     expect(emulator.tokenRequestCount).toBe(1);
+  });
+
+  it('reached Entra only through the HTTPS proxy the template gives the token function', () => {
+    expect(entraProxy.tunnels.length).toBeGreaterThan(0);
+    expect(new Set(entraProxy.tunnels)).toEqual(new Set([new URL(emulator.url).host]));
   });
 
   it('answers the second GET from the cache: two GETs, one Entra request', async () => {

@@ -1,10 +1,12 @@
 import {
   adminRoutes,
+  adminRoutesAnyMethod,
   apiDocsRoutes,
   type ExecuteApiRoute,
   executeApiTail,
   routeMatches,
   tokenRoutes,
+  tokenRoutesOfAnyService,
 } from '../../lib/execute-api-grants';
 
 describe('execute-api grants', () => {
@@ -37,6 +39,29 @@ describe('execute-api grants', () => {
       'PATCH/api/v2/system/service/*',
       'POST/api/v2/system/service',
     ]);
+  });
+
+  it('names the token routes of any service for a resource policy, every method', () => {
+    expect(tokenRoutesOfAnyService().map(executeApiTail).sort()).toEqual([
+      'DELETE/api/v2/*/client_credentials',
+      'GET/api/v2/*/client_credentials',
+      'POST/api/v2/*/client_credentials',
+    ]);
+  });
+
+  it('names every admin path with any method, covering the admin paths the token patterns also match', () => {
+    const denied = adminRoutesAnyMethod();
+
+    expect(denied.map(executeApiTail).sort()).toEqual([
+      '*/api/v2/api_docs',
+      '*/api/v2/system/service',
+      '*/api/v2/system/service/*',
+    ]);
+    for (const method of ['GET', 'PATCH', 'DELETE']) {
+      const path = '/api/v2/system/service/client_credentials';
+      expect(tokenRoutesOfAnyService().some((r) => routeMatches(r, method, path))).toBe(method !== 'PATCH');
+      expect(denied.some((r) => routeMatches(r, method, path))).toBe(true);
+    }
   });
 
   it('names the API docs route alone for a documentation reader', () => {
