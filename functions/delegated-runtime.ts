@@ -4,7 +4,7 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AuthorityPolicy } from '../lib/authority';
 import { ConsentFlow } from '../lib/authorization-code/consent';
 import { DynamoDbConsentStateStore } from '../lib/authorization-code/consent-states';

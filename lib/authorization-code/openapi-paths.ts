@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { UserKeySchema } from './delegated-config';
 
 /** The helpers of lib/openapi.ts the delegated paths are written with. */

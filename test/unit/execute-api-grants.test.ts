@@ -58,6 +58,7 @@ describe('execute-api grants', () => {
       '*/api/v2/api_docs',
       '*/api/v2/system/service',
       '*/api/v2/system/service/*',
+      '*/api/v2/system/service/*/users',
     ]);
     for (const method of ['GET', 'PATCH', 'DELETE']) {
       const path = '/api/v2/system/service/client_credentials';
