@@ -652,7 +652,9 @@ describe('Control Tower proactive controls (cfn-guard)', () => {
       permissions.length,
     );
     expect(report.acknowledged.lambda_inside_vpc_check).toEqual(
-      ['Admin', 'Refresh', 'Token'].map((f) => `TokenBroker-dev/TokenBroker/${f}Function/Resource`),
+      ['Admin', 'Delegated', 'Refresh', 'Token'].map(
+        (f) => `TokenBroker-dev/TokenBroker/${f}Function/Resource`,
+      ),
     );
   });
 
@@ -682,7 +684,7 @@ describe('Control Tower proactive controls (cfn-guard)', () => {
     const groups = Object.values(resourcesOfType(template, 'AWS::Logs::LogGroup'));
     const logs = keyStatement('AllowCloudWatchLogsForBrokerLogGroups');
 
-    expect(groups).toHaveLength(5);
+    expect(groups).toHaveLength(6);
     for (const g of groups) expect(g.Properties.KmsKeyId).toEqual({ 'Fn::GetAtt': [ids.key, 'Arn'] });
     expect(JSON.stringify(logs?.Principal)).toContain('"logs."');
     expect(
