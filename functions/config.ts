@@ -131,6 +131,26 @@ export const EnvSchema = z.object({
         'Entra is reached directly',
       ),
     ),
+  // The authorization code flow's function (functions/delegated.ts); the other functions never read these.
+  TOKEN_BROKER_USER_GRANTS_TABLE: z
+    .string()
+    .min(1)
+    .optional()
+    .meta(
+      doc(
+        "DynamoDB table of users' sealed refresh tokens and consent states, TTL attribute `ttl` (local: `token-broker-user-grants`)",
+        'required by the delegated function',
+      ),
+    ),
+  TOKEN_BROKER_PUBLIC_BASE_URL: z
+    .url()
+    .optional()
+    .meta(
+      doc(
+        "The API's public base URL for the default `redirect_uri` of the authorization code flow (custom domains; local mode: `http://HOST:PORT`)",
+        'derived from each request (API Gateway domain and stage)',
+      ),
+    ),
   POWERTOOLS_SERVICE_NAME: z
     .string()
     .min(1)

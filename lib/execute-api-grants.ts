@@ -53,11 +53,24 @@ export function tokenRoutes(serviceName: string, options: { readOnly?: boolean }
 }
 
 /**
- * Every route the admin function serves (service management and the API docs), path parameters as `*`: service
- * names cannot contain `/`, so there `*` stands for exactly one name.
+ * The authorization code routes a workload calls for one service: start a consent (`authorize`), get and forget
+ * users' delegated tokens (`user_token`). Not the consent callback, which has no IAM.
+ */
+export function userTokenRoutes(serviceName: string): ExecuteApiRoute[] {
+  assertGrantableServiceName(serviceName);
+  return routesServedBy('delegated', () => serviceName).filter((r) => !r.path.startsWith('/api/v2/system/'));
+}
+
+/**
+ * Every route the admin function serves (service management and the API docs), and the listing of a service's
+ * connected users, path parameters as `*`: service names cannot contain `/`, so there `*` stands for exactly one
+ * name.
  */
 export function adminRoutes(): ExecuteApiRoute[] {
-  return routesServedBy('admin', () => '*');
+  return [
+    ...routesServedBy('admin', () => '*'),
+    ...routesServedBy('delegated', () => '*').filter((r) => r.path.startsWith('/api/v2/system/')),
+  ];
 }
 
 /**
@@ -99,7 +112,7 @@ export function routeMatches(granted: ExecuteApiRoute, method: string, path: str
 
 /** Every method of every route a function serves, each `{param}` of the path replaced by `parameter(name)`. */
 function routesServedBy(fn: FunctionName, parameter: (name: string) => string): ExecuteApiRoute[] {
-  return ROUTES.filter((r) => r.function === fn).flatMap((route) => {
+  return ROUTES.filter((r) => r.function === fn && r.auth !== 'none').flatMap((route) => {
     const path = route.resource.replace(/\{([^}]+)\}/g, (_, name: string) => parameter(name));
     return route.methods.map((method) => ({ method, path }));
   });

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { delegatedOpenApi } from './authorization-code/openapi-paths';
 import { ROUTES } from './routes';
 import { ServiceInputSchema, ServiceNameSchema, ServicePatchSchema } from './service-config';
 
@@ -38,6 +39,10 @@ const ServiceViewSchema = ServiceInputSchema.extend({
     is_client_credentials: z.boolean(),
     scopes: z.string(),
     authority_url: z.string().optional(),
+    user_scopes: z.string().optional(),
+    redirect_uri: z.string().optional(),
+    return_to_hosts: z.array(z.string()).optional(),
+    prompt: z.string().optional(),
     client_secret_arn: z
       .string()
       .optional()
@@ -107,6 +112,7 @@ const upstream = [502, 503, 504];
 
 /** Builds the OpenAPI document. Deterministic: the same code always yields the same JSON. */
 export function buildOpenApiDocument(): Record<string, unknown> {
+  const delegated = delegatedOpenApi({ nameParam, errorResponses, ok, json });
   const paths: Record<string, Record<string, unknown>> = {
     '/api/v2/{service}/client_credentials': {
       parameters: [nameParam('service')],
@@ -206,6 +212,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         },
       },
     },
+    ...delegated.paths,
   };
   // Every route the API serves must be documented, and nothing else.
   const documented = Object.keys(paths).sort();
@@ -255,6 +262,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         TokenResponse: strip(json(TokenResponseSchema)),
         ClearResponse: strip(json(ClearResponseSchema)),
         Error: strip(json(ErrorResponseSchema)),
+        ...delegated.schemas,
       },
     },
   };

@@ -4,7 +4,7 @@
  */
 
 /** Which Lambda function serves a route. */
-export type FunctionName = 'token' | 'admin';
+export type FunctionName = 'token' | 'admin' | 'delegated';
 
 /** One API Gateway resource (path template) and the methods it serves. */
 export interface RouteDefinition {
@@ -12,6 +12,11 @@ export interface RouteDefinition {
   readonly resource: string;
   readonly methods: readonly string[];
   readonly function: FunctionName;
+  /**
+   * How callers authenticate: `iam` (SigV4, the default) or `none`, only for the consent callback that a user's
+   * browser calls (it is authenticated by its single-use state instead).
+   */
+  readonly auth?: 'iam' | 'none';
 }
 
 export const ROUTES: readonly RouteDefinition[] = [
@@ -19,6 +24,11 @@ export const ROUTES: readonly RouteDefinition[] = [
   { resource: '/api/v2/system/service', methods: ['GET', 'POST'], function: 'admin' },
   { resource: '/api/v2/system/service/{name}', methods: ['GET', 'PATCH', 'DELETE'], function: 'admin' },
   { resource: '/api/v2/api_docs', methods: ['GET'], function: 'admin' },
+  // The authorization code flow (lib/authorization-code/, functions/delegated.ts).
+  { resource: '/api/v2/{service}/authorize', methods: ['GET'], function: 'delegated' },
+  { resource: '/api/v2/{service}/sso', methods: ['GET'], function: 'delegated', auth: 'none' },
+  { resource: '/api/v2/{service}/user_token', methods: ['GET', 'DELETE'], function: 'delegated' },
+  { resource: '/api/v2/system/service/{name}/users', methods: ['GET'], function: 'delegated' },
 ];
 
 /** Result of matching a concrete path against {@link ROUTES}. */

@@ -90,6 +90,9 @@ async function main(): Promise<void> {
   process.env.AWS_REGION ??= 'us-east-1';
   process.env.TOKEN_BROKER_SERVICES_TABLE ??= 'token-broker-services';
   process.env.TOKEN_BROKER_TOKEN_CACHE_TABLE ??= 'token-broker-tokens';
+  process.env.TOKEN_BROKER_USER_GRANTS_TABLE ??= 'token-broker-user-grants';
+  // The default redirect URI of the authorization code flow names this server (API Gateway's URL in AWS).
+  process.env.TOKEN_BROKER_PUBLIC_BASE_URL ??= `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   process.env.POWERTOOLS_SERVICE_NAME ??= 'token-broker';
   if (!process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE) {
     // The local stores accept any signature; the SDK still needs credentials to sign with.
@@ -138,6 +141,7 @@ async function main(): Promise<void> {
   await ensureTables(clients.dynamodb, {
     servicesTable: process.env.TOKEN_BROKER_SERVICES_TABLE,
     tokenCacheTable: process.env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
+    userGrantsTable: process.env.TOKEN_BROKER_USER_GRANTS_TABLE,
   });
 
   const seed = seedServiceFromEnvironment(process.env);
@@ -151,6 +155,7 @@ async function main(): Promise<void> {
   const handlers: Record<FunctionName, Handler> = {
     token: (await import('../functions/token')).handler as unknown as Handler,
     admin: (await import('../functions/admin')).handler as unknown as Handler,
+    delegated: (await import('../functions/delegated')).handler as unknown as Handler,
   };
 
   const server = createServer(async (req, res) => {
@@ -159,10 +164,13 @@ async function main(): Promise<void> {
     const query: Record<string, string[]> = {};
     for (const k of new Set(url.searchParams.keys())) query[k] = url.searchParams.getAll(k);
     try {
+      const match = matchRoute(url.pathname);
+      // The consent callback is the one route without IAM (lib/routes.ts `auth: 'none'`), as in API Gateway.
+      const checked = iam !== undefined && match?.route.auth !== 'none';
       // API Gateway authorizes before it routes: with IAM checks on, the body is needed for the signature.
-      let body = iam ? await readBody(req) : undefined;
+      let body = checked ? await readBody(req) : undefined;
       let identity: AuthorizedIdentity | undefined;
-      if (iam) {
+      if (iam && checked) {
         const decision = await authorizeRequest(iam, {
           method,
           path: url.pathname,
@@ -173,7 +181,6 @@ async function main(): Promise<void> {
         if (!decision.allowed) return send(res, refusalResponse(decision.refusal, randomUUID()));
         identity = decision.identity;
       }
-      const match = matchRoute(url.pathname);
       if (!match) throw new NotFoundError(`no route for ${url.pathname}`);
       if (!match.route.methods.includes(method)) {
         throw new MethodNotAllowedError(

@@ -28,7 +28,7 @@ export function createBrokerApi(
   scope: Construct,
   props: ResolvedBrokerProps,
   storage: BrokerStorage,
-  functions: Pick<BrokerFunctions, 'tokenFunction' | 'adminFunction'>,
+  functions: Pick<BrokerFunctions, 'tokenFunction' | 'adminFunction' | 'delegatedFunction'>,
 ): BrokerApi {
   const accessLogGroup = createLogGroup(scope, 'AccessLogs', props, storage.key);
   const api = createRestApi(scope, props, accessLogGroup);
@@ -134,6 +134,13 @@ function createRestApi(
       stageName: props.stage,
       throttlingRateLimit: props.throttlingRateLimit ?? 50,
       throttlingBurstLimit: props.throttlingBurstLimit ?? 100,
+      // The unauthenticated consent callback gets its own, lower limits: a flood of forged callbacks cannot use
+      // up the stage's budget for workloads.
+      methodOptions: Object.fromEntries(
+        ROUTES.filter((r) => r.auth === 'none').flatMap((r) =>
+          r.methods.map((m) => [`${r.resource}/${m}`, OPEN_METHOD_THROTTLING] as const),
+        ),
+      ),
       tracingEnabled: true,
       loggingLevel: props.executionLogLevel,
       // Never: request and response bodies carry tokens and client secrets.
@@ -175,16 +182,24 @@ function createRestApi(
  */
 function addRoutes(
   api: apigw.RestApi,
-  functions: Pick<BrokerFunctions, 'tokenFunction' | 'adminFunction'>,
+  functions: Pick<BrokerFunctions, 'tokenFunction' | 'adminFunction' | 'delegatedFunction'>,
 ): void {
   const integrations: Record<FunctionName, apigw.Integration> = {
     token: new apigw.LambdaIntegration(functions.tokenFunction, { allowTestInvoke: false }),
     admin: new apigw.LambdaIntegration(functions.adminFunction, { allowTestInvoke: false }),
+    delegated: new apigw.LambdaIntegration(functions.delegatedFunction, { allowTestInvoke: false }),
   };
   const routePaths = new Set<string>();
   for (const route of ROUTES) {
     const resource = api.root.resourceForPath(route.resource);
-    for (const method of route.methods) resource.addMethod(method, integrations[route.function]);
+    for (const method of route.methods) {
+      const created = resource.addMethod(
+        method,
+        integrations[route.function],
+        route.auth === 'none' ? { authorizationType: apigw.AuthorizationType.NONE } : {},
+      );
+      if (route.auth === 'none') acknowledgeOpenMethod(created);
+    }
     const allow = route.methods.join(', ');
     resource.addMethod(
       'ANY',
@@ -235,6 +250,24 @@ function addGatewayResponses(api: apigw.RestApi): void {
     responseHeaders,
     templates: { 'application/json': template(500) },
   });
+}
+
+/** Stage throttling of the methods without IAM (the consent callback): a person's browser calls it once. */
+export const OPEN_METHOD_THROTTLING: apigw.MethodDeploymentOptions = {
+  throttlingRateLimit: 5,
+  throttlingBurstLimit: 10,
+};
+
+/** cdk-nag on the one method without IAM, with the reason it needs none. */
+function acknowledgeOpenMethod(method: apigw.Method): void {
+  const reason =
+    'The consent callback (GET /api/v2/{service}/sso) is called by the user’s browser coming back from Entra, ' +
+    'which cannot sign with SigV4. It is authenticated by the single-use state (256 bits, bound to service, ' +
+    'user and caller, 10 minutes), PKCE and the id_token’s signature; it has its own lower throttling.';
+  Validations.of(method).acknowledge(
+    { id: 'AwsSolutions-APIG4', reason },
+    { id: 'AwsSolutions-COG4', reason },
+  );
 }
 
 function acknowledgeApiFindings(api: apigw.RestApi, props: ResolvedBrokerProps): void {

@@ -84,6 +84,7 @@ const FUNCTION_IDS: Record<BrokerFunctionName, string> = {
   admin: 'Admin',
   refresh: 'Refresh',
   'declare-services': 'DeclareServices',
+  delegated: 'Delegated',
 };
 
 /** What differs between the broker's functions; the rest (runtime, bundling, logs, role, network) is shared. */
@@ -195,6 +196,8 @@ export function createBrokerFunction(
 export interface BrokerFunctions {
   readonly tokenFunction: nodejs.NodejsFunction;
   readonly adminFunction: nodejs.NodejsFunction;
+  /** The authorization code flow: authorize, the consent callback, user tokens, connected users. */
+  readonly delegatedFunction: nodejs.NodejsFunction;
   readonly refreshFunction?: nodejs.NodejsFunction;
   readonly refreshRule?: events.Rule;
 }
@@ -252,9 +255,10 @@ export function createBrokerFunctions(
   permissions.grantSecretRead(tokenFunction);
   permissions.grantTokenSealing(tokenFunction);
   permissions.grantSecretAdministration(adminFunction);
+  const delegatedFunction = createDelegatedFunction(scope, context, permissions, common);
 
   const refresh = props.scheduledRefresh ?? {};
-  if (!(refresh.enabled ?? true)) return { tokenFunction, adminFunction };
+  if (!(refresh.enabled ?? true)) return { tokenFunction, adminFunction, delegatedFunction };
   const interval = refresh.interval ?? Duration.minutes(5);
   const refreshFunction = createBrokerFunction(scope, 'refresh', context, {
     ...common,
@@ -289,5 +293,51 @@ export function createBrokerFunctions(
     schedule: events.Schedule.rate(interval),
     targets: [new targets.LambdaFunction(refreshFunction, { retryAttempts: 0 })],
   });
-  return { tokenFunction, adminFunction, refreshFunction, refreshRule };
+  return { tokenFunction, adminFunction, delegatedFunction, refreshFunction, refreshRule };
+}
+
+/**
+ * The authorization code flow's function (functions/delegated.ts), with the table actions of its adapters
+ * (lib/authorization-code/user-grants.ts, consent-states.ts; the token cache and its lease for delegated tokens).
+ */
+function createDelegatedFunction(
+  scope: Construct,
+  context: FunctionContext,
+  permissions: BrokerPermissions,
+  common: Pick<BrokerFunctionOptions, 'environment'>,
+): nodejs.NodejsFunction {
+  const { props, storage } = context;
+  const fn = createBrokerFunction(scope, 'delegated', context, {
+    environment: { ...common.environment, TOKEN_BROKER_USER_GRANTS_TABLE: storage.userGrantsTable.tableName },
+    description: 'Token Broker: authorization code flow (consent, callback, delegated user tokens)',
+    memorySize: props.tokenFunctionMemorySize,
+    timeout: tokenFunctionTimeout(props.entraRetryBudget),
+  });
+  permissions.grantTableAccess(fn, [
+    { table: storage.servicesTable, actions: ['dynamodb:GetItem'] },
+    {
+      table: storage.tokenCacheTable,
+      actions: [
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:DeleteItem',
+        'dynamodb:Query',
+        'dynamodb:BatchWriteItem',
+      ],
+    },
+    {
+      table: storage.userGrantsTable,
+      actions: [
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:UpdateItem',
+        'dynamodb:DeleteItem',
+        'dynamodb:Query',
+      ],
+    },
+  ]);
+  permissions.grantSecretRead(fn);
+  permissions.grantTokenSealing(fn);
+  permissions.grantUserSecretSealing(fn);
+  return fn;
 }

@@ -9,7 +9,13 @@ import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { adminRoutes, apiDocsRoutes, type ExecuteApiRoute, tokenRoutes } from '../../lib/execute-api-grants';
+import {
+  adminRoutes,
+  apiDocsRoutes,
+  type ExecuteApiRoute,
+  tokenRoutes,
+  userTokenRoutes,
+} from '../../lib/execute-api-grants';
 import { createBrokerApi, executionLogGroupName } from './api';
 import { createDeclaredServices } from './declared-services';
 import {
@@ -58,8 +64,12 @@ export class TokenBroker extends Construct {
   readonly key: kms.Key;
   readonly servicesTable: dynamodb.Table;
   readonly tokenCacheTable: dynamodb.Table;
+  /** Users' sealed refresh tokens and consent states (authorization code flow). */
+  readonly userGrantsTable: dynamodb.Table;
   readonly tokenFunction: nodejs.NodejsFunction;
   readonly adminFunction: nodejs.NodejsFunction;
+  /** Serves the authorization code flow's routes (authorize, sso, user_token, connected users). */
+  readonly delegatedFunction: nodejs.NodejsFunction;
   /** The scheduled refresh function; undefined when scheduled refresh is disabled. */
   readonly refreshFunction?: nodejs.NodejsFunction;
   /** The EventBridge rule running {@link refreshFunction}. */
@@ -91,12 +101,14 @@ export class TokenBroker extends Construct {
     this.key = storage.key;
     this.servicesTable = storage.servicesTable;
     this.tokenCacheTable = storage.tokenCacheTable;
+    this.userGrantsTable = storage.userGrantsTable;
 
     const permissions = new BrokerPermissions(this, storage, resolved);
     const context = { props: resolved, storage, network: createNetwork(this, resolved) };
     const functions = createBrokerFunctions(this, context, permissions);
     this.tokenFunction = functions.tokenFunction;
     this.adminFunction = functions.adminFunction;
+    this.delegatedFunction = functions.delegatedFunction;
     this.refreshFunction = functions.refreshFunction;
     this.refreshRule = functions.refreshRule;
 
@@ -142,6 +154,14 @@ export class TokenBroker extends Construct {
     );
   }
 
+  /**
+   * The execute-api ARNs of one service's authorization code routes a workload calls (`GET authorize`,
+   * `GET|DELETE user_token`); never the consent callback, which has no IAM.
+   */
+  userTokenRouteArns(serviceName: string): string[] {
+    return this.executeApiArns(grantableRoutes(serviceName, () => userTokenRoutes(serviceName)));
+  }
+
   /** The execute-api ARNs of every route the admin function serves (service management and the API docs). */
   adminRouteArns(): string[] {
     return this.executeApiArns(adminRoutes());
@@ -174,6 +194,18 @@ export class TokenBroker extends Construct {
       grantee,
       actions: ['execute-api:Invoke'],
       resourceArns: this.tokenReadRouteArns(serviceName),
+    });
+  }
+
+  /**
+   * Lets the grantee (a workload's role) start consents for its users and get or forget their delegated tokens for
+   * exactly one service: `execute-api:Invoke` on that service's authorize and user_token routes and nothing else.
+   */
+  grantUserTokenAccess(grantee: iam.IGrantable, serviceName: string): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: this.userTokenRouteArns(serviceName),
     });
   }
 

@@ -72,6 +72,7 @@ export interface MonitoredBroker {
   readonly api: apigw.RestApi;
   readonly tokenFunction: lambda.Function;
   readonly adminFunction: lambda.Function;
+  readonly delegatedFunction?: lambda.Function;
   readonly refreshFunction?: lambda.Function;
 }
 
@@ -183,6 +184,7 @@ export function createAlarms(
   for (const [id, fn] of [
     ['Token', targets.tokenFunction],
     ['Admin', targets.adminFunction],
+    ...(targets.delegatedFunction ? ([['Delegated', targets.delegatedFunction]] as const) : []),
   ] as const) {
     const name = id.toLowerCase();
     add(`${id}FunctionErrorsAlarm`, `${name}-function-errors`, {

@@ -3,6 +3,7 @@ import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
+import type { SealPurpose } from '../../lib/authorization-code/sealer';
 import { TOKEN_SEAL_PURPOSE } from '../../lib/token-encryption';
 import type { ResolvedBrokerProps } from './props';
 import type { BrokerStorage } from './storage';
@@ -54,6 +55,22 @@ export class BrokerPermissions {
         actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
         resources: [this.key.keyArn],
         conditions: { StringEquals: { 'kms:EncryptionContext:purpose': TOKEN_SEAL_PURPOSE } },
+      }),
+    );
+  }
+
+  /**
+   * lib/authorization-code/sealer.ts: the delegated function seals and opens users' refresh tokens and PKCE
+   * verifiers with data keys of the broker key, only under those purposes (the context also names service and
+   * user_key, so a sealed value opens only for its own user).
+   */
+  grantUserSecretSealing(fn: lambda.Function): void {
+    const purposes: SealPurpose[] = ['token-broker:refresh-token', 'token-broker:pkce-verifier'];
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        resources: [this.key.keyArn],
+        conditions: { StringEquals: { 'kms:EncryptionContext:purpose': purposes } },
       }),
     );
   }

@@ -6,6 +6,7 @@ import {
   executeApiTail,
   tokenRoutesOfAnyService,
 } from '../../lib/execute-api-grants';
+import { ROUTES } from '../../lib/routes';
 import type { ResolvedBrokerProps } from './props';
 
 /** execute-api resources of a resource policy (`execute-api:/<stage>/<METHOD><path>`), any stage. */
@@ -111,5 +112,17 @@ export function brokerResourcePolicy(props: ResolvedBrokerProps): iam.PolicyDocu
       }),
     );
   }
+  // The consent callback has no IAM: the user's browser calls it unsigned. A resource policy that lets only
+  // accounts in would refuse it, so it is allowed for anyone (the deny statements above still apply).
+  statements.push(
+    new iam.PolicyStatement({
+      sid: 'AllowConsentCallback',
+      actions: ['execute-api:Invoke'],
+      resources: ROUTES.filter((r) => r.auth === 'none').flatMap((r) =>
+        r.methods.map((m) => `execute-api:/*/${m}${r.resource.replace(/\{[^}]+\}/g, '*')}`),
+      ),
+      principals: [new iam.AnyPrincipal()],
+    }),
+  );
   return new iam.PolicyDocument({ statements });
 }

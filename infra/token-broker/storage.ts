@@ -4,7 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { SERVICES_TABLE, TOKEN_CACHE_TABLE } from '../../lib/tables';
+import { SERVICES_TABLE, TOKEN_CACHE_TABLE, USER_GRANTS_TABLE } from '../../lib/tables';
 import type { ResolvedBrokerProps } from './props';
 
 /** The broker's state: the services table, the token cache table and the key that encrypts both (and the secrets). */
@@ -12,6 +12,8 @@ export interface BrokerStorage {
   readonly key: kms.Key;
   readonly servicesTable: dynamodb.Table;
   readonly tokenCacheTable: dynamodb.Table;
+  /** The authorization code flow's users: sealed refresh tokens and pending consent states. */
+  readonly userGrantsTable: dynamodb.Table;
 }
 
 /**
@@ -70,7 +72,21 @@ export function createStorage(scope: Construct, props: ResolvedBrokerProps): Bro
     { id: 'cdk-validator-cfnguard::dynamodb_table_pitr_enabled_check', reason: noPitr },
   );
 
-  return { key, servicesTable, tokenCacheTable };
+  // Users' refresh tokens (sealed by the application as well) are durable: losing them means every user consents
+  // again, so the table keeps point-in-time recovery and the removal policy of the services table.
+  const userGrantsTable = new dynamodb.Table(scope, 'UserGrantsTable', {
+    partitionKey: { name: USER_GRANTS_TABLE.partitionKey, type: dynamodb.AttributeType.STRING },
+    sortKey: { name: USER_GRANTS_TABLE.sortKey, type: dynamodb.AttributeType.STRING },
+    timeToLiveAttribute: USER_GRANTS_TABLE.ttlAttribute,
+    billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+    encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
+    encryptionKey: key,
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
+    removalPolicy,
+  });
+
+  return { key, servicesTable, tokenCacheTable, userGrantsTable };
 }
 
 /**

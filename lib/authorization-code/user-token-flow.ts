@@ -4,8 +4,8 @@ import type { EntraRetryPolicy } from '../entra-retry-policy';
 import type { IssuedToken } from '../entra-token-client';
 import {
   IdentityProviderError,
+  IdentityProviderUnavailableError,
   NotFoundError,
-  StoreError,
   UserConsentRequiredError,
   ValidationError,
 } from '../errors';
@@ -217,7 +217,10 @@ export class UserTokenFlow {
         }
       }
       if (this.now() >= deadline) {
-        throw new StoreError('timed out waiting for another instance to refresh the user token');
+        throw new IdentityProviderUnavailableError(
+          'another instance is still redeeming this user’s refresh token; retry shortly',
+          { retryAfterSeconds: 1 },
+        );
       }
       await this.sleep(this.settings.leasePollMs);
       const token = await this.deps.cache.get(key);

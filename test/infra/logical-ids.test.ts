@@ -15,11 +15,17 @@ const KEY = {
   'AWS::KMS::Alias': ['TokenBrokerKeyAlias75D3867B'],
 };
 const TABLES = {
-  'AWS::DynamoDB::Table': ['TokenBrokerServicesTable6EC7FD79', 'TokenBrokerTokenCacheTableC365FB76'],
+  'AWS::DynamoDB::Table': [
+    'TokenBrokerServicesTable6EC7FD79',
+    'TokenBrokerTokenCacheTableC365FB76',
+    // Added with the authorization code flow (issue 12); pinned from its first release on.
+    'TokenBrokerUserGrantsTableDE6A9E00',
+  ],
 };
 const LOG_GROUPS = [
   'TokenBrokerAccessLogs44397085',
   'TokenBrokerAdminFunctionLogsF353F447',
+  'TokenBrokerDelegatedFunctionLogsD95EFBAA',
   'TokenBrokerTokenFunctionLogsC7281165',
 ];
 const REFRESH_LOGS = 'TokenBrokerRefreshFunctionLogs63ADCF51';

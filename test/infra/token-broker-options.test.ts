@@ -163,13 +163,15 @@ describe('private API and resource policy', () => {
     });
   });
 
-  it('allows no principal "*" without a condition', () => {
+  it('allows no principal "*" without a condition, except on the consent callback (it has no IAM)', () => {
     const open = policyStatements().filter(
       (s) =>
         s.Effect === 'Allow' && JSON.stringify(s.Principal) === '{"AWS":"*"}' && s.Condition === undefined,
     );
 
-    expect(open).toEqual([]);
+    expect(open.map((s) => [s.Sid, s.Resource])).toEqual([
+      ['AllowConsentCallback', 'execute-api:/*/GET/api/v2/*/sso'],
+    ]);
   });
 
   it('associates the WAF web ACL with the stage', () => {
@@ -182,6 +184,8 @@ describe('private API and resource policy', () => {
     expect(stage.Properties.StageName).toBe('prod');
     expect(stage.Properties.MethodSettings).toEqual([
       expect.objectContaining({ LoggingLevel: 'ERROR', ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 }),
+      // The consent callback's own limits (test/infra/authorization-code.test.ts).
+      expect.objectContaining({ ResourcePath: '/~1api~1v2~1{service}~1sso', ThrottlingRateLimit: 5 }),
     ]);
   });
 });
@@ -325,13 +329,14 @@ describe('functions, data and alarms', () => {
     expect(stack.broker.refreshFunction).toBeUndefined();
     expect(stack.broker.refreshRule).toBeUndefined();
     expect(Object.keys(resourcesOfType(template, 'AWS::Events::Rule'))).toEqual([]);
-    expect(Object.keys(resourcesOfType(template, 'AWS::Lambda::Function'))).toHaveLength(2);
+    // token, admin and delegated
+    expect(Object.keys(resourcesOfType(template, 'AWS::Lambda::Function'))).toHaveLength(3);
   });
 
   it('sends alarm and OK notifications to the topic', () => {
     const alarms = Object.values(resourcesOfType(template, 'AWS::CloudWatch::Alarm'));
 
-    expect(alarms).toHaveLength(6);
+    expect(alarms).toHaveLength(8);
     for (const a of alarms) expect(a.Properties).toMatchObject({ AlarmActions: [TOPIC], OKActions: [TOPIC] });
   });
 
@@ -371,6 +376,7 @@ describe('grants', () => {
       '/prod/GET/api/v2/api_docs',
       '/prod/GET/api/v2/system/service',
       '/prod/GET/api/v2/system/service/*',
+      '/prod/GET/api/v2/system/service/*/users',
       '/prod/PATCH/api/v2/system/service/*',
       '/prod/POST/api/v2/system/service',
     ]);
@@ -449,7 +455,7 @@ describe('two brokers in one stack (two stages)', () => {
     expect(new Set(names('AWS::KMS::Alias', 'AliasName'))).toEqual(
       new Set(['alias/token-broker-blue', 'alias/token-broker-green']),
     );
-    expect(new Set(names('AWS::CloudWatch::Alarm', 'AlarmName')).size).toBe(14);
+    expect(new Set(names('AWS::CloudWatch::Alarm', 'AlarmName')).size).toBe(18);
     expect([blue.secretPrefix, green.secretPrefix]).toEqual([
       'token-broker/blue/services/',
       'token-broker/green/services/',
@@ -474,6 +480,7 @@ describe('a REGIONAL API restricted to source IP ranges', () => {
       'AllowOwnAccount',
       'DenyAdminRoutesOutsideAccount',
       'DenyOtherSourceIps',
+      'AllowConsentCallback',
     ]);
     expect(statements.Statement[2]).toMatchObject({
       Effect: 'Deny',

@@ -62,7 +62,8 @@ describe('functions in a VPC', () => {
       String(g.Properties.GroupDescription).startsWith('Token Broker dev: functions'),
     )?.[0];
 
-    expect(functions()).toHaveLength(3);
+    // token, admin, delegated, refresh
+    expect(functions()).toHaveLength(4);
     for (const [, fn] of functions()) {
       expect(fn.Properties.VpcConfig).toEqual({
         SubnetIds: PRIVATE_SUBNETS,
@@ -215,6 +216,6 @@ describe("a construct user's VPC from another stack, with services declared in c
     ).filter((f) => (f as CfnResourceJson).Properties.VpcConfig !== undefined);
 
     expect(inBroker).toEqual([]);
-    expect(functionsInVpc).toHaveLength(5);
+    expect(functionsInVpc).toHaveLength(6);
   });
 });

@@ -39,7 +39,15 @@ import {
 let synthesized: SynthesizedBroker;
 let stack: TokenBrokerStack;
 let template: Template;
-let ids: { token: string; admin: string; refresh: string; services: string; cache: string; key: string };
+let ids: {
+  token: string;
+  admin: string;
+  delegated: string;
+  refresh: string;
+  services: string;
+  cache: string;
+  key: string;
+};
 
 beforeAll(() => {
   synthesized = synthesizeBroker();
@@ -49,6 +57,7 @@ beforeAll(() => {
   ids = {
     token: logicalIdOf(stack, broker.tokenFunction),
     admin: logicalIdOf(stack, broker.adminFunction),
+    delegated: logicalIdOf(stack, broker.delegatedFunction),
     refresh: logicalIdOf(stack, broker.refreshFunction as NonNullable<typeof broker.refreshFunction>),
     services: logicalIdOf(stack, broker.servicesTable),
     cache: logicalIdOf(stack, broker.tokenCacheTable),
@@ -84,11 +93,18 @@ const SECRETS_UNDER_PREFIX =
   'arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:token-broker/dev/services/*';
 
 describe('API Gateway', () => {
-  it('authorizes every method with AWS_IAM', () => {
+  it('authorizes every method with AWS_IAM, except the consent callback (test/infra/authorization-code.test.ts)', () => {
     const methods = apiMethods(template);
+    const open = ROUTES.filter((r) => r.auth === 'none').flatMap((r) =>
+      r.methods.map((m) => `${m} ${r.resource}`),
+    );
 
     expect(methods.length).toBeGreaterThan(0);
-    expect(methods.filter((m) => m.properties.AuthorizationType !== 'AWS_IAM')).toEqual([]);
+    expect(
+      methods.filter(
+        (m) => m.properties.AuthorizationType !== 'AWS_IAM' && !open.includes(`${m.method} ${m.path}`),
+      ),
+    ).toEqual([]);
   });
 
   it('routes every method of every route in lib/routes.ts to the function that serves it', () => {
@@ -413,10 +429,10 @@ describe('DynamoDB and KMS', () => {
     });
   });
 
-  it("bills both tables on demand and encrypts them with the stack's customer-managed key", () => {
+  it("bills every table on demand and encrypts it with the stack's customer-managed key", () => {
     const tables = Object.values(resourcesOfType(template, 'AWS::DynamoDB::Table'));
 
-    expect(tables).toHaveLength(2);
+    expect(tables).toHaveLength(3);
     for (const t of tables) {
       expect(t.Properties).toMatchObject({
         BillingMode: 'PAY_PER_REQUEST',
@@ -610,7 +626,7 @@ describe('operations', () => {
   it("notifies the broker's own alarm topic of every alarm and every return to OK when no topic is given", () => {
     const topicId = Object.keys(resourcesOfType(template, 'AWS::SNS::Topic'))[0] as string;
 
-    expect(alarms()).toHaveLength(7);
+    expect(alarms()).toHaveLength(9);
     for (const a of alarms()) {
       expect(a).toMatchObject({ AlarmActions: [{ Ref: topicId }], OKActions: [{ Ref: topicId }] });
     }
@@ -670,7 +686,9 @@ describe('Control Tower proactive controls (cfn-guard)', () => {
       permissions.length,
     );
     expect(report.acknowledged.lambda_inside_vpc_check).toEqual(
-      ['Admin', 'Refresh', 'Token'].map((f) => `TokenBroker-dev/TokenBroker/${f}Function/Resource`),
+      ['Admin', 'Delegated', 'Refresh', 'Token'].map(
+        (f) => `TokenBroker-dev/TokenBroker/${f}Function/Resource`,
+      ),
     );
   });
 
@@ -700,7 +718,7 @@ describe('Control Tower proactive controls (cfn-guard)', () => {
     const groups = Object.values(resourcesOfType(template, 'AWS::Logs::LogGroup'));
     const logs = keyStatement('AllowCloudWatchLogsForBrokerLogGroups');
 
-    expect(groups).toHaveLength(5);
+    expect(groups).toHaveLength(6);
     for (const g of groups) expect(g.Properties.KmsKeyId).toEqual({ 'Fn::GetAtt': [ids.key, 'Arn'] });
     expect(JSON.stringify(logs?.Principal)).toContain('"logs."');
     expect(

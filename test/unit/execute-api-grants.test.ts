@@ -7,6 +7,7 @@ import {
   routeMatches,
   tokenRoutes,
   tokenRoutesOfAnyService,
+  userTokenRoutes,
 } from '../../lib/execute-api-grants';
 
 describe('execute-api grants', () => {
@@ -36,6 +37,7 @@ describe('execute-api grants', () => {
       'GET/api/v2/api_docs',
       'GET/api/v2/system/service',
       'GET/api/v2/system/service/*',
+      'GET/api/v2/system/service/*/users',
       'PATCH/api/v2/system/service/*',
       'POST/api/v2/system/service',
     ]);
@@ -56,12 +58,22 @@ describe('execute-api grants', () => {
       '*/api/v2/api_docs',
       '*/api/v2/system/service',
       '*/api/v2/system/service/*',
+      '*/api/v2/system/service/*/users',
     ]);
     for (const method of ['GET', 'PATCH', 'DELETE']) {
       const path = '/api/v2/system/service/client_credentials';
       expect(tokenRoutesOfAnyService().some((r) => routeMatches(r, method, path))).toBe(method !== 'PATCH');
       expect(denied.some((r) => routeMatches(r, method, path))).toBe(true);
     }
+  });
+
+  it('names the authorization code routes of one service, never the consent callback (it has no IAM)', () => {
+    expect(userTokenRoutes('mail').map(executeApiTail).sort()).toEqual([
+      'DELETE/api/v2/mail/user_token',
+      'GET/api/v2/mail/authorize',
+      'GET/api/v2/mail/user_token',
+    ]);
+    expect(() => userTokenRoutes('*')).toThrow(/not a valid service name/);
   });
 
   it('names the API docs route alone for a documentation reader', () => {
