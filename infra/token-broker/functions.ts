@@ -204,7 +204,7 @@ export interface BrokerFunctions {
 
 /**
  * The token and admin functions, and (unless disabled) the refresh function with its schedule, each granted the
- * table actions of the adapter calls it makes (lib/service-registry.ts, lib/token-cache.ts, lib/refresh-lease.ts)
+ * table actions of the adapter calls it makes (lib/service-registry.ts, lib/token-cache.ts, lib/refresh-coordinator.ts)
  * and the secrets it reads or manages.
  */
 export function createBrokerFunctions(
@@ -272,7 +272,7 @@ export function createBrokerFunctions(
       TOKEN_BROKER_REFRESH_HORIZON_MS: String(interval.plus(Duration.minutes(1)).toMilliseconds()),
     },
   });
-  // lib/service-registry.ts list() and get(); lib/token-cache.ts get/put/touch; lib/refresh-lease.ts.
+  // lib/service-registry.ts list() and get(); lib/token-cache.ts get/put/touch; lib/refresh-coordinator.ts.
   permissions.grantTableAccess(refreshFunction, [
     { table: servicesTable, actions: ['dynamodb:Scan', 'dynamodb:GetItem'] },
     {
