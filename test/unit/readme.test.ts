@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnvSchema } from '../../functions/config';
 import { environmentTable, withGeneratedBlock } from '../../local/readme-tables';
@@ -33,5 +33,22 @@ describe('withGeneratedBlock', () => {
 
   it('refuses a document without the markers, naming them', () => {
     expect(() => withGeneratedBlock('no markers', 'x', 'new')).toThrow('<!-- generated:x -->');
+  });
+});
+
+describe('README "How it works"', () => {
+  it('names only files that exist (a bare name is in lib/, a name after a folder is in that folder)', () => {
+    const section = README.split('## How it works')[1]?.split('\n## ')[0] ?? '';
+    const root = join(__dirname, '..', '..');
+    const folders = [...section.matchAll(/`(infra\/token-broker)\/`/g)].map((m) => m[1] as string);
+    const named = [...section.matchAll(/(?:[\w-]+\/)*[\w-]+\.ts/g)].map((m) => m[0]);
+    expect(named.length).toBeGreaterThan(10);
+    const missing = named.filter(
+      (name) =>
+        !existsSync(join(root, name)) &&
+        !existsSync(join(root, 'lib', name)) &&
+        !folders.some((folder) => existsSync(join(root, folder, name))),
+    );
+    expect(missing).toEqual([]);
   });
 });
