@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeNow, type ListenOptions, listenLocally } from './loopback-http';
 import { errnoCode, LocalStoreError, privateDirectory } from './private-files';
 
 export { errnoCode, LocalStoreError };
@@ -36,7 +36,7 @@ export class AwsJsonError extends Error {
   }
 }
 
-export interface AwsJsonServerOptions {
+export interface AwsJsonServerOptions extends ListenOptions {
   /** The service's X-Amz-Target prefix without the dot, e.g. `TrentService` for KMS. */
   targetPrefix: string;
   /** The operations by name, as they follow the prefix in X-Amz-Target. */
@@ -51,20 +51,12 @@ export interface AwsJsonServerOptions {
    * operation) use `message`; SDKs read either, but the casing is kept as AWS sends it.
    */
   capitalizedMessageErrorTypes?: ReadonlySet<string>;
-  /** Interface to listen on; 127.0.0.1 by default. */
-  host?: string;
-  /** Port to listen on; 0 (the default) picks a free one. */
-  port?: number;
 }
 
 /** What a local AWS server over files is started with (the KMS and Secrets Manager servers). */
-export interface LocalServerOptions {
+export interface LocalServerOptions extends ListenOptions {
   /** Directory holding the store (each service keeps its own folder inside); share it to share the store. */
   dataDir: string;
-  /** Interface to listen on; 127.0.0.1 by default. */
-  host?: string;
-  /** Port to listen on; 0 (the default) picks a free one. */
-  port?: number;
   /** Region written into ARNs; us-east-1 by default. */
   region?: string;
   /** Account id written into ARNs; 000000000000 by default. */
@@ -197,25 +189,7 @@ export async function startAwsJsonServer(options: AwsJsonServerOptions): Promise
     })();
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-
-  return {
-    url: `http://${host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        // The SDK keeps connections alive; without this close() would wait for them to time out.
-        server.closeAllConnections();
-      }),
-  };
+  return { url: await listenLocally(server, options), close: () => closeNow(server) };
 }
 
 /** What a service started by {@link startLocalAwsServer} builds its operations from. */

@@ -20,6 +20,7 @@ import {
 } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { type ModeledOperation, operationsRefusing, type RequestMembers } from './aws-json-request';
 import { AwsJsonError, type AwsJsonOperation, type JsonObject } from './aws-json-server';
 import { readJsonFile, writeJsonFileAtomically } from './private-files';
 
@@ -66,51 +67,9 @@ export interface AsymmetricKeyOptions {
   now: () => number;
 }
 
-class Members {
-  constructor(private readonly body: JsonObject) {}
-
-  string(member: string, required: true): string;
-  string(member: string, required?: false): string | undefined;
-  string(member: string, required = false): string | undefined {
-    const value = this.body[member];
-    if (value === undefined || value === null) {
-      if (required)
-        throw validation(
-          `Value null at '${camel(member)}' failed to satisfy constraint: Member must not be null`,
-        );
-      return undefined;
-    }
-    if (typeof value !== 'string')
-      throw new AwsJsonError('SerializationException', `Expected ${member} to be a string`);
-    return value;
-  }
-
-  blob(member: string): Buffer {
-    const value = this.string(member, true);
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0) {
-      throw new AwsJsonError('SerializationException', `Expected ${member} to be a base64-encoded blob`);
-    }
-    const bytes = Buffer.from(value, 'base64');
-    if (bytes.length < 1 || bytes.length > MAX_MESSAGE_BYTES) {
-      throw validation(
-        `Value at '${camel(member)}' failed to satisfy constraint: Member must have length between 1 and ${MAX_MESSAGE_BYTES}`,
-      );
-    }
-    return bytes;
-  }
-
-  has(member: string): boolean {
-    return this.body[member] !== undefined && this.body[member] !== null;
-  }
-}
-
-const camel = (member: string) => member.charAt(0).toLowerCase() + member.slice(1);
-const validation = (message: string) =>
-  new AwsJsonError('ValidationException', `1 validation error detected: ${message}`);
-
 /** Whether a CreateKey request asks for an asymmetric signing key (the only kind this module creates). */
 function wantsSigningKey(body: JsonObject): boolean {
-  const spec = body.KeySpec ?? body.CustomerMasterKeySpec;
+  const spec = body.KeySpec;
   return body.KeyUsage === 'SIGN_VERIFY' || (typeof spec === 'string' && spec.startsWith('RSA_'));
 }
 
@@ -136,8 +95,8 @@ export function withAsymmetricKeys(
     return KEY_ID_PATTERN.test(id) ? read(id) : undefined;
   };
 
-  const resolve = async (members: Members): Promise<StoredAsymmetricKey> => {
-    const keyIdentifier = members.string('KeyId', true);
+  const resolve = async (members: RequestMembers): Promise<StoredAsymmetricKey> => {
+    const keyIdentifier = members.requiredString('KeyId', { max: 2048 });
     const key = await find(keyIdentifier);
     if (key) return key;
     // A symmetric key (or an alias of one) exists but cannot sign; DescribeKey throws NotFound for anything else.
@@ -173,8 +132,8 @@ export function withAsymmetricKeys(
     MultiRegion: false,
   });
 
-  const signingAlgorithm = (members: Members) => {
-    const name = members.string('SigningAlgorithm', true);
+  const signingAlgorithm = (members: RequestMembers) => {
+    const name = members.requiredString('SigningAlgorithm', { max: 64 });
     const algorithm = SIGNING_ALGORITHMS[name];
     if (!algorithm) {
       throw new AwsJsonError(
@@ -182,7 +141,7 @@ export function withAsymmetricKeys(
         `The signing algorithm ${name} is not valid for this key.`,
       );
     }
-    const messageType = members.string('MessageType') ?? 'RAW';
+    const messageType = members.optionalString('MessageType', { max: 64 }) ?? 'RAW';
     if (messageType !== 'RAW') {
       throw new AwsJsonError(
         'UnsupportedOperationException',
@@ -198,117 +157,130 @@ export function withAsymmetricKeys(
         { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST }
       : { padding: constants.RSA_PKCS1_PADDING };
 
-  const own = new Map<string, (members: Members, body: JsonObject) => Promise<JsonObject>>();
+  // Each operation names the members it implements; any other is refused, naming it (local/aws-json-request.ts).
+  const operation = operationsRefusing('UnsupportedOperationException');
+  const own = new Map<string, readonly [readonly string[], ModeledOperation]>();
 
-  own.set('CreateKey', async (members, body) => {
-    const keySpec = members.string('KeySpec') ?? members.string('CustomerMasterKeySpec') ?? '';
-    const bits = KEY_SPECS[keySpec];
-    if (members.string('KeyUsage') !== 'SIGN_VERIFY' || bits === undefined) {
-      throw new AwsJsonError(
-        'UnsupportedOperationException',
-        `A key of KeyUsage ${members.string('KeyUsage') ?? 'ENCRYPT_DECRYPT'} and KeySpec ${keySpec} is not supported by this local KMS server (asymmetric keys: SIGN_VERIFY with RSA_2048 or RSA_3072).`,
+  own.set('CreateKey', [
+    ['KeySpec', 'KeyUsage', 'Description', 'Tags'],
+    async (members) => {
+      const keySpec = members.optionalString('KeySpec', { max: 64 }) ?? '';
+      const keyUsage = members.optionalString('KeyUsage', { max: 64 });
+      const bits = KEY_SPECS[keySpec];
+      if (keyUsage !== 'SIGN_VERIFY' || bits === undefined) {
+        throw new AwsJsonError(
+          'UnsupportedOperationException',
+          `A key of KeyUsage ${keyUsage ?? 'ENCRYPT_DECRYPT'} and KeySpec ${keySpec} is not supported by this local KMS server (asymmetric keys: SIGN_VERIFY with RSA_2048 or RSA_3072).`,
+        );
+      }
+      const tags: Tag[] = (members.optionalStructureList('Tags', 50) ?? []).map((tag) => ({
+        TagKey: tag.requiredString('TagKey', { max: 128 }),
+        TagValue: tag.requiredString('TagValue', { min: 0, max: 256 }),
+      }));
+      const { privateKey } = await generateRsaKeyPair('rsa', { modulusLength: bits });
+      const keyId = randomUUID();
+      const key: StoredAsymmetricKey = {
+        formatVersion: 1,
+        keyId,
+        arn: `${options.arnPrefix}key/${keyId}`,
+        description: members.optionalString('Description', { max: 8192 }) ?? '',
+        creationDate: options.now(),
+        keySpec,
+        privateKeyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+        tags,
+      };
+      await write(key);
+      return { KeyMetadata: metadata(key) };
+    },
+  ]);
+
+  own.set('DescribeKey', [['KeyId'], async (members) => ({ KeyMetadata: metadata(await resolve(members)) })]);
+
+  own.set('GetPublicKey', [
+    ['KeyId'],
+    async (members) => {
+      const key = usable(await resolve(members));
+      const der = createPublicKey(key.privateKeyPem).export({ format: 'der', type: 'spki' });
+      return {
+        KeyId: key.arn,
+        PublicKey: der.toString('base64'),
+        CustomerMasterKeySpec: key.keySpec,
+        KeySpec: key.keySpec,
+        KeyUsage: 'SIGN_VERIFY',
+        SigningAlgorithms: Object.keys(SIGNING_ALGORITHMS),
+      };
+    },
+  ]);
+
+  own.set('Sign', [
+    ['KeyId', 'Message', 'MessageType', 'SigningAlgorithm'],
+    async (members) => {
+      const key = usable(await resolve(members));
+      const message = members.requiredBlob('Message', { min: 1, max: MAX_MESSAGE_BYTES });
+      const algorithm = signingAlgorithm(members);
+      const signature = sign(algorithm.hash, message, {
+        key: createPrivateKey(key.privateKeyPem),
+        ...padding(algorithm.pss),
+      });
+      return { KeyId: key.arn, Signature: signature.toString('base64'), SigningAlgorithm: algorithm.name };
+    },
+  ]);
+
+  own.set('Verify', [
+    ['KeyId', 'Message', 'MessageType', 'Signature', 'SigningAlgorithm'],
+    async (members) => {
+      const key = usable(await resolve(members));
+      const message = members.requiredBlob('Message', { min: 1, max: MAX_MESSAGE_BYTES });
+      const signature = members.requiredBlob('Signature', { min: 1, max: 6144 });
+      const algorithm = signingAlgorithm(members);
+      const valid = verify(
+        algorithm.hash,
+        message,
+        { key: createPublicKey(key.privateKeyPem), ...padding(algorithm.pss) },
+        signature,
       );
-    }
-    const tags = members.has('Tags') ? body.Tags : [];
-    if (
-      !Array.isArray(tags) ||
-      tags.some((t) => typeof t?.TagKey !== 'string' || typeof t?.TagValue !== 'string')
-    ) {
-      throw new AwsJsonError('SerializationException', 'Expected Tags to be a list of {TagKey, TagValue}');
-    }
-    const { privateKey } = await generateRsaKeyPair('rsa', { modulusLength: bits });
-    const keyId = randomUUID();
-    const key: StoredAsymmetricKey = {
-      formatVersion: 1,
-      keyId,
-      arn: `${options.arnPrefix}key/${keyId}`,
-      description: members.string('Description') ?? '',
-      creationDate: options.now(),
-      keySpec,
-      privateKeyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
-      tags: tags as Tag[],
-    };
-    await write(key);
-    return { KeyMetadata: metadata(key) };
-  });
+      if (!valid) throw new AwsJsonError('KMSInvalidSignatureException', 'The signature is not valid.');
+      return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: algorithm.name };
+    },
+  ]);
 
-  own.set('DescribeKey', async (members) => ({ KeyMetadata: metadata(await resolve(members)) }));
+  own.set('ScheduleKeyDeletion', [
+    ['KeyId', 'PendingWindowInDays'],
+    async (members) => {
+      const key = await resolve(members);
+      const days = members.optionalInteger('PendingWindowInDays', { min: 7, max: 30 }) ?? 30;
+      if (key.deletionDate !== undefined) {
+        throw new AwsJsonError('KMSInvalidStateException', `${key.arn} is pending deletion.`);
+      }
+      const scheduled = { ...key, deletionDate: options.now() + days * DAY_MS };
+      await write(scheduled);
+      return {
+        KeyId: key.arn,
+        DeletionDate: (scheduled.deletionDate as number) / 1000,
+        KeyState: 'PendingDeletion',
+        PendingWindowInDays: days,
+      };
+    },
+  ]);
 
-  own.set('GetPublicKey', async (members) => {
-    const key = usable(await resolve(members));
-    const der = createPublicKey(key.privateKeyPem).export({ format: 'der', type: 'spki' });
-    return {
-      KeyId: key.arn,
-      PublicKey: der.toString('base64'),
-      CustomerMasterKeySpec: key.keySpec,
-      KeySpec: key.keySpec,
-      KeyUsage: 'SIGN_VERIFY',
-      SigningAlgorithms: Object.keys(SIGNING_ALGORITHMS),
-    };
-  });
-
-  own.set('Sign', async (members) => {
-    const key = usable(await resolve(members));
-    const message = members.blob('Message');
-    const algorithm = signingAlgorithm(members);
-    const signature = sign(algorithm.hash, message, {
-      key: createPrivateKey(key.privateKeyPem),
-      ...padding(algorithm.pss),
-    });
-    return { KeyId: key.arn, Signature: signature.toString('base64'), SigningAlgorithm: algorithm.name };
-  });
-
-  own.set('Verify', async (members) => {
-    const key = usable(await resolve(members));
-    const message = members.blob('Message');
-    const signature = members.blob('Signature');
-    const algorithm = signingAlgorithm(members);
-    const valid = verify(
-      algorithm.hash,
-      message,
-      { key: createPublicKey(key.privateKeyPem), ...padding(algorithm.pss) },
-      signature,
-    );
-    if (!valid) throw new AwsJsonError('KMSInvalidSignatureException', 'The signature is not valid.');
-    return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: algorithm.name };
-  });
-
-  own.set('ScheduleKeyDeletion', async (members, body) => {
-    const key = await resolve(members);
-    const days = body.PendingWindowInDays ?? 30;
-    if (typeof days !== 'number' || !Number.isInteger(days) || days < 7 || days > 30) {
-      throw validation(
-        "Value at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30",
-      );
-    }
-    if (key.deletionDate !== undefined) {
-      throw new AwsJsonError('KMSInvalidStateException', `${key.arn} is pending deletion.`);
-    }
-    const scheduled = { ...key, deletionDate: options.now() + days * DAY_MS };
-    await write(scheduled);
-    return {
-      KeyId: key.arn,
-      DeletionDate: (scheduled.deletionDate as number) / 1000,
-      KeyState: 'PendingDeletion',
-      PendingWindowInDays: days,
-    };
-  });
-
-  own.set('ListResourceTags', async (members) => ({ Tags: (await resolve(members)).tags, Truncated: false }));
+  own.set('ListResourceTags', [
+    ['KeyId'],
+    async (members) => ({ Tags: (await resolve(members)).tags, Truncated: false }),
+  ]);
 
   const combined = new Map(operations);
-  for (const [name, operation] of own) {
+  for (const [name, [members, run]] of own) {
     const fallback = operations.get(name);
+    const implemented = operation(members, run);
     combined.set(name, async (body) => {
-      const members = new Members(body);
       if (name === 'CreateKey') {
-        if (wantsSigningKey(body) || !fallback) return operation(members, body);
+        if (wantsSigningKey(body) || !fallback) return implemented(body);
         return fallback(body);
       }
       // Keys this module does not hold (symmetric keys, aliases) are the server's own business.
       const keyId = body.KeyId;
       if (fallback && (typeof keyId !== 'string' || !(await find(keyId)))) return fallback(body);
-      return operation(members, body);
+      return implemented(body);
     });
   }
   return combined;

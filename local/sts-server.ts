@@ -16,22 +16,18 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
+import { closeNow, type ListenOptions, listenLocally } from './loopback-http';
 
 /** The role local mode presents as when `TOKEN_BROKER_LOCAL_ROLE_ARN` is not set. */
 export const DEFAULT_LOCAL_ROLE_ARN = 'arn:aws:iam::000000000000:role/token-broker-local';
 
-export interface StsServerOptions {
+export interface StsServerOptions extends ListenOptions {
   /** ARN of the role the caller is taken to be (the token's `sub`). */
   roleArn?: string;
   /** Directory under which the signing key is kept (`sts/`); without one the key lives in memory only. */
   dataDir?: string;
-  /** Interface to listen on; 127.0.0.1 by default. */
-  host?: string;
-  /** Port to listen on; 0 (the default) picks a free one. */
-  port?: number;
   /** Region named in the tokens; us-east-1 by default. */
   region?: string;
   /** Clock in epoch milliseconds, for iat/exp; Date.now by default. */
@@ -246,16 +242,7 @@ export async function startStsServer(options: StsServerOptions = {}): Promise<Ru
     })();
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  issuer = `http://${host}:${address.port}`;
+  issuer = await listenLocally(server, options);
   let closed: Promise<void> | undefined;
 
   return {
@@ -267,10 +254,7 @@ export async function startStsServer(options: StsServerOptions = {}): Promise<Ru
     },
     close: () => {
       // Idempotent: a test may stop a server early that its teardown stops again.
-      closed ??= new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      });
+      closed ??= closeNow(server);
       return closed;
     },
   };

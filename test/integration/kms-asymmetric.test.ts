@@ -138,6 +138,18 @@ it('refuses a pending window outside 7 to 30 days', async () => {
   ).rejects.toMatchObject({ name: 'ValidationException' });
 });
 
+it('refuses a member it does not implement, naming it', async () => {
+  const arn = await createSigningKey();
+  await expect(
+    kms.send(
+      new SignCommand({ KeyId: arn, Message: message, SigningAlgorithm: 'RSASSA_PSS_SHA_256', DryRun: true }),
+    ),
+  ).rejects.toMatchObject({
+    name: 'UnsupportedOperationException',
+    message: 'DryRun is not supported by this local server.',
+  });
+});
+
 it('refuses a key spec it does not implement', async () => {
   await expect(
     kms.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' })),
