@@ -1,10 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import * as z from 'zod';
 import { AuthorityPolicy } from '../lib/authority';
 import { ConsentFlow } from '../lib/authorization-code/consent';
 import { DynamoDbConsentStateStore } from '../lib/authorization-code/consent-states';
@@ -20,6 +16,7 @@ import { SecretsManagerSecretStore } from '../lib/secret-store';
 import { DynamoDbServiceRegistry } from '../lib/service-registry';
 import { DynamoDbTokenCache } from '../lib/token-cache';
 import { KmsEnvelopeEncryption } from '../lib/token-encryption';
+import { createAwsClients } from './aws-clients';
 import { type BrokerEnvironment, readEnvironment } from './config';
 
 /** What the delegated handler needs, built once per container. */
@@ -50,10 +47,10 @@ export function createDelegatedRuntime(): DelegatedRuntime {
     count: (name, value = 1) => powertoolsMetrics.addMetric(name, MetricUnit.Count, value),
     milliseconds: (name, value) => powertoolsMetrics.addMetric(name, MetricUnit.Milliseconds, value),
   };
-  const dynamodb = tracer.captureAWSv3Client(
-    new DynamoDBClient({ maxAttempts: 2, requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 } }),
-  );
-  const kms = tracer.captureAWSv3Client(new KMSClient({}));
+  // The same bounded clients as the token and admin functions: no AWS call waits forever.
+  const clients = createAwsClients();
+  const dynamodb = tracer.captureAWSv3Client(clients.dynamodb);
+  const kms = tracer.captureAWSv3Client(clients.kms);
   const registry = new DynamoDbServiceRegistry({
     client: dynamodb,
     tableName: env.TOKEN_BROKER_SERVICES_TABLE,
@@ -80,7 +77,7 @@ export function createDelegatedRuntime(): DelegatedRuntime {
     authority,
     credentials: new SecretCache({
       secrets: new SecretsManagerSecretStore({
-        client: tracer.captureAWSv3Client(new SecretsManagerClient({})),
+        client: tracer.captureAWSv3Client(clients.secretsManager),
         kmsKeyId: env.TOKEN_BROKER_SECRET_KMS_KEY_ID,
       }),
       ttlMs: 5 * 60_000,

@@ -1,0 +1,33 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const FUNCTIONS = join(__dirname, '..', '..', 'functions');
+// An AWS SDK v3 client class imported from an @aws-sdk/client-* package and constructed with `new`.
+const SDK_IMPORT = /import\s*\{([^}]*)\}\s*from\s*'@aws-sdk\/client-[a-z0-9-]+'/g;
+
+/** The AWS SDK client classes each handler file constructs itself. */
+function sdkClientsConstructedIn(file: string): string[] {
+  const source = readFileSync(join(FUNCTIONS, file), 'utf8');
+  const imported = [...source.matchAll(SDK_IMPORT)].flatMap((m) =>
+    (m[1] as string)
+      .split(',')
+      .map((name) => name.replace(/^\s*type\s+/, '').trim())
+      .filter((name) => name.endsWith('Client')),
+  );
+  return imported.filter((name) => new RegExp(`new\\s+${name}\\s*\\(`).test(source));
+}
+
+describe('AWS SDK clients of the Lambda handlers', () => {
+  it('are built only by functions/aws-clients.ts, so every AWS call of every function has a bounded time', () => {
+    const offenders = readdirSync(FUNCTIONS)
+      .filter((file) => file.endsWith('.ts') && file !== 'aws-clients.ts')
+      .flatMap((file) => sdkClientsConstructedIn(file).map((client) => `${file}: new ${client}`));
+    expect(offenders).toEqual([]);
+  });
+
+  it('recognises a client constructed outside the helper (the check can fail)', () => {
+    expect(sdkClientsConstructedIn('aws-clients.ts')).toEqual(
+      expect.arrayContaining(['DynamoDBClient', 'SecretsManagerClient', 'KMSClient']),
+    );
+  });
+});
