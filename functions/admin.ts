@@ -4,6 +4,7 @@ import middy, { type MiddlewareObj } from '@middy/core';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { callerOf } from '../lib/audit';
+import { NotFoundError } from '../lib/errors';
 import { allowedMethods, bodyLimit, httpErrors, jsonResponse } from '../lib/http';
 import { buildOpenApiDocument } from '../lib/openapi';
 import { ROUTES } from '../lib/routes';
@@ -48,6 +49,14 @@ const ACTIONS: Record<string, AdminAction> = {
   'GET /api/v2/api_docs': async () => {
     apiDocs ??= buildOpenApiDocument();
     return jsonResponse(200, apiDocs);
+  },
+  'GET /api/v2/system/federation': async () => {
+    if (!runtime.federation) {
+      throw new NotFoundError(
+        'federation is not set up in this deployment: enable outbound identity federation in the stack (see README) to use credential_type federated',
+      );
+    }
+    return jsonResponse(200, runtime.federation);
   },
   'GET /api/v2/system/service': async (_event, budget) =>
     jsonResponse(200, { resource: await runtime.admin.list(budget) }),

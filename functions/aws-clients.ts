@@ -34,6 +34,7 @@ export const AWS_CALL_LIMITS = {
     maxAttempts: 2,
   },
   kms: { connectionTimeoutMs: 1000, requestTimeoutMs: 2000, socketTimeoutMs: 2000, maxAttempts: 2 },
+  sts: { connectionTimeoutMs: 1000, requestTimeoutMs: 2000, socketTimeoutMs: 2000, maxAttempts: 2 },
 } as const satisfies Record<string, AwsCallLimits>;
 
 /** The options every AWS SDK client of the broker is built with: bounded connection, request and retries. */
@@ -63,4 +64,14 @@ export function createAwsClients(): AwsClients {
     secretsManager: new SecretsManagerClient(awsClientOptions(AWS_CALL_LIMITS.secretsManager)),
     kms: new KMSClient(awsClientOptions(AWS_CALL_LIMITS.kms)),
   };
+}
+
+/**
+ * The STS client for federated credentials, loaded on first use (only federated services need it), with the same
+ * bounded options. The SDK reads `AWS_ENDPOINT_URL_STS` (local mode); GetWebIdentityToken needs a regional
+ * endpoint, which SDK v3 uses by default.
+ */
+export async function createStsClient() {
+  const { STSClient } = await import('@aws-sdk/client-sts');
+  return new STSClient(awsClientOptions(AWS_CALL_LIMITS.sts));
 }

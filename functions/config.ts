@@ -151,6 +151,25 @@ export const EnvSchema = z.object({
         'derived from each request (API Gateway domain and stage)',
       ),
     ),
+  TOKEN_BROKER_FEDERATION_ISSUER: z
+    .url({ error: 'must be a URL' })
+    .optional()
+    .meta(
+      doc(
+        "credential_type federated: issuer of this account's web identity tokens (`aws iam get-outbound-web-identity-federation-info`); with the subject set, the roles may call sts:GetWebIdentityToken (local: the embedded STS)",
+        'federation off',
+      ),
+    ),
+  TOKEN_BROKER_FEDERATION_SUBJECT: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, 'must be an IAM role ARN')
+    .optional()
+    .meta(
+      doc(
+        'credential_type federated: the role ARN the tokens name as subject (local: `TOKEN_BROKER_LOCAL_ROLE_ARN`)',
+        'federation off',
+      ),
+    ),
   POWERTOOLS_SERVICE_NAME: z
     .string()
     .min(1)

@@ -4,6 +4,7 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
 import { DynamoDbCreateJournal } from '../lib/create-journal';
+import { DEFAULT_FEDERATION_AUDIENCE, type WebIdentityTokenSource } from '../lib/credentials/federated';
 import { EntraTokenClient } from '../lib/entra-token-client';
 import { METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
 import { DynamoDbRefreshCoordinator } from '../lib/refresh-coordinator';
@@ -15,7 +16,7 @@ import { DynamoDbServiceRegistry } from '../lib/service-registry';
 import { DynamoDbTokenCache } from '../lib/token-cache';
 import { KmsEnvelopeEncryption } from '../lib/token-encryption';
 import { TokenMemory } from '../lib/token-memory';
-import { createAwsClients } from './aws-clients';
+import { createAwsClients, createStsClient } from './aws-clients';
 import { type BrokerEnvironment, readEnvironment } from './config';
 
 /**
@@ -37,6 +38,29 @@ export interface Runtime {
   admin: ServiceAdministration;
   /** The scheduled refresh over {@link flow}, for the given windows (functions/refresh.ts). */
   scheduledRefresh(windows: { horizonMs: number; usedWithinMs: number }): ScheduledRefresh;
+  /** What an app registration must trust for federated services; undefined where federation is not set up. */
+  federation?: { issuer: string; subject: string; audience: string };
+}
+
+/**
+ * The broker's web identity tokens, loaded on first use: @aws-sdk/client-sts and the adapter are imported only
+ * when a federated service asks for a token, so the cold start of client_secret-only brokers does not grow.
+ */
+function webIdentityLoader(tracer: Tracer): () => Promise<WebIdentityTokenSource> {
+  let loading: Promise<WebIdentityTokenSource> | undefined;
+  return () => {
+    loading ??= (async () => {
+      const [sts, { StsWebIdentityTokenSource }] = await Promise.all([
+        createStsClient(),
+        import('../lib/credentials/sts-web-identity'),
+      ]);
+      return new StsWebIdentityTokenSource(tracer.captureAWSv3Client(sts));
+    })().catch((error: unknown) => {
+      loading = undefined;
+      throw error;
+    });
+    return loading;
+  };
 }
 
 /** Builds the runtime from `process.env`; throws naming every missing or malformed variable. */
@@ -78,6 +102,14 @@ export function createRuntime(): Runtime {
     timeoutMs: env.TOKEN_BROKER_ENTRA_TIMEOUT_MS,
     httpsProxy: env.HTTPS_PROXY,
   });
+  const federation =
+    env.TOKEN_BROKER_FEDERATION_ISSUER && env.TOKEN_BROKER_FEDERATION_SUBJECT
+      ? {
+          issuer: env.TOKEN_BROKER_FEDERATION_ISSUER,
+          subject: env.TOKEN_BROKER_FEDERATION_SUBJECT,
+          audience: DEFAULT_FEDERATION_AUDIENCE,
+        }
+      : undefined;
   const flow = new ClientCredentialsFlow({
     registry,
     cache,
@@ -88,6 +120,7 @@ export function createRuntime(): Runtime {
     secrets,
     entra,
     authority,
+    credentialSources: federation ? { webIdentity: webIdentityLoader(tracer) } : {},
     logger,
     metrics,
     settings: {
@@ -101,6 +134,7 @@ export function createRuntime(): Runtime {
     logger,
     metrics: powertoolsMetrics,
     tracer,
+    federation,
     flow,
     scheduledRefresh: (windows) =>
       new ScheduledRefresh({
@@ -118,6 +152,7 @@ export function createRuntime(): Runtime {
       authority,
       logger,
       secretPrefix: env.TOKEN_BROKER_SECRET_PREFIX,
+      federationEnabled: federation !== undefined,
       journal: new DynamoDbCreateJournal({ client: dynamodb, tableName: env.TOKEN_BROKER_SERVICES_TABLE }),
       secretReferences: new SecretReferencePolicy(
         env.TOKEN_BROKER_SECRET_PREFIX,

@@ -18,6 +18,27 @@ export const MICROSOFT_AUTHORITY_HOSTS: readonly string[] = [
 /** Default authority when a service names none; `{tenant_id}` is substituted. */
 export const DEFAULT_AUTHORITY_TEMPLATE = 'https://login.microsoftonline.com/{tenant_id}';
 
+/** The Microsoft clouds a service can live in (`config.cloud`). */
+export const CLOUD_NAMES = ['global', 'usgov', 'china'] as const;
+export type Cloud = (typeof CLOUD_NAMES)[number];
+
+/** Per cloud: the authority host a service uses unless it names one, and the cloud's Microsoft Graph. */
+export const CLOUDS: Readonly<Record<Cloud, { authorityHost: string; graph: string }>> = {
+  global: { authorityHost: 'login.microsoftonline.com', graph: 'https://graph.microsoft.com' },
+  usgov: { authorityHost: 'login.microsoftonline.us', graph: 'https://graph.microsoft.us' },
+  china: { authorityHost: 'login.chinacloudapi.cn', graph: 'https://microsoftgraph.chinacloudapi.cn' },
+};
+
+/** The authority template of a cloud (global when none is named). */
+export function defaultAuthorityFor(cloud: Cloud = 'global'): string {
+  return `https://${CLOUDS[cloud].authorityHost}/{tenant_id}`;
+}
+
+/** The scope a service of `cloud` gets when it names none: that cloud's Graph. */
+export function defaultScopesFor(cloud: Cloud = 'global'): string {
+  return `${CLOUDS[cloud].graph}/.default`;
+}
+
 const TOKEN_PATH = '/oauth2/v2.0/token';
 
 interface AllowedHost {
@@ -95,11 +116,15 @@ export class AuthorityPolicy {
 }
 
 /**
- * Turns a service's authority (template or URL) and tenant into the v2.0 token endpoint URL.
+ * Turns a service's authority (template or URL; without one, its cloud's) and tenant into the v2.0 token endpoint.
  * Throws a ValidationError when the result is not a usable absolute URL.
  */
-export function tokenEndpointFor(authorityTemplate: string | undefined, tenantId: string): URL {
-  const authority = (authorityTemplate ?? DEFAULT_AUTHORITY_TEMPLATE)
+export function tokenEndpointFor(
+  authorityTemplate: string | undefined,
+  tenantId: string,
+  cloud?: Cloud,
+): URL {
+  const authority = (authorityTemplate ?? defaultAuthorityFor(cloud))
     .replaceAll('{tenant_id}', encodeURIComponent(tenantId))
     .replace(/\/+$/, '');
   let url: URL;

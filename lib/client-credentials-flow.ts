@@ -7,6 +7,7 @@ import {
   type TokenEndpointClient,
   type TokenGrant,
 } from './client-credentials-grant';
+import type { CredentialSources } from './credentials/service-credential';
 import { EntraRetryPolicy } from './entra-retry-policy';
 import { NotFoundError, ServiceInactiveError, ValidationError } from './errors';
 import { DEFAULT_FLOW_SETTINGS, type FlowSettings } from './flow-settings';
@@ -39,6 +40,8 @@ export interface ClientCredentialsFlowDependencies {
   secrets: SecretStore;
   entra: TokenEndpointClient;
   authority: AuthorityPolicy;
+  /** Where federated credentials get their tokens (see lib/credentials/service-credential.ts). */
+  credentialSources?: CredentialSources;
   logger: Logger;
   metrics?: MetricsSink;
   settings?: Partial<FlowSettings>;
@@ -119,6 +122,7 @@ export class ClientCredentialsFlow {
         ttlMs: this.settings.secretCacheTtlMs,
         now: this.now,
       }),
+      sources: deps.credentialSources,
     });
     this.retries = new EntraRetryPolicy({
       coordinator: this.store.coordinator,

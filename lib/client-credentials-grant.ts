@@ -1,5 +1,6 @@
 import { type AuthorityPolicy, tokenEndpointFor } from './authority';
 import type { CallOptions } from './call-options';
+import { type CredentialSources, credentialOf } from './credentials/service-credential';
 import type { EntraTokenClient, IssuedToken } from './entra-token-client';
 import { GrantNotEnabledError } from './errors';
 import type { SecretCache } from './secret-cache';
@@ -38,6 +39,8 @@ export interface ClientCredentialsGrantOptions {
   entra: TokenEndpointClient;
   authority: AuthorityPolicy;
   credentials: SecretCache;
+  /** Where non-secret credentials (federated tokens) come from. */
+  sources?: CredentialSources;
 }
 
 /** The OAuth 2.0 client credentials grant (RFC 6749 §4.4) against the service's Entra tenant. */
@@ -60,10 +63,14 @@ export class ClientCredentialsGrant implements TokenGrant {
     scope: string,
     options: { freshCredential: boolean } & CallOptions,
   ): Promise<PreparedRequest> {
-    const tokenEndpoint = tokenEndpointFor(service.config.authority_url, service.config.tenant_id);
+    const tokenEndpoint = tokenEndpointFor(
+      service.config.authority_url,
+      service.config.tenant_id,
+      service.config.cloud,
+    );
     // Checked on every request: the allow-list may have shrunk since the service was created.
     this.options.authority.assertAllowed(tokenEndpoint);
-    const credential = await this.options.credentials.credential(service.secret.arn, {
+    const credential = await credentialOf(service, this.options.credentials, this.options.sources ?? {}, {
       fresh: options.freshCredential,
       signal: options.signal,
     });

@@ -43,12 +43,25 @@ const ServiceViewSchema = ServiceInputSchema.extend({
     redirect_uri: z.string().optional(),
     return_to_hosts: z.array(z.string()).optional(),
     prompt: z.string().optional(),
+    cloud: z.enum(['global', 'usgov', 'china']).optional(),
+    credential_type: z.enum(['certificate', 'federated']).optional().describe('Absent for client_secret.'),
+    federation_audience: z.string().optional(),
     client_secret_arn: z
       .string()
       .optional()
       .describe('Present only for services whose secret the administrator brought.'),
+    certificate: z.string().optional().describe('certificate services: the public certificate (PEM).'),
+    certificate_thumbprint_sha256: z
+      .string()
+      .optional()
+      .describe('base64url SHA-256 of the certificate (x5t#S256), as Entra shows it.'),
+    certificate_not_after: z.string().optional().describe('End of the certificate validity (ISO 8601).'),
   }),
-}).describe('A service as stored, never with its secret.');
+}).describe('A service as stored, never with its secret or private key.');
+
+const FederationSchema = z
+  .object({ issuer: z.string(), subject: z.string(), audience: z.string() })
+  .describe('What to enter in the federated identity credential of the app registration.');
 
 const ClearResponseSchema = z.object({ success: z.literal(true), message: z.string() });
 
@@ -202,6 +215,17 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         },
       },
     },
+    '/api/v2/system/federation': {
+      get: {
+        operationId: 'getFederation',
+        summary:
+          "Issuer, subject and audience to enter in an app registration's federated identity credential (credential_type federated)",
+        responses: {
+          '200': ok('What Entra must trust', 'Federation'),
+          ...errorResponses(404),
+        },
+      },
+    },
     '/api/v2/api_docs': {
       get: {
         operationId: 'getApiDocs',
@@ -261,6 +285,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         },
         TokenResponse: strip(json(TokenResponseSchema)),
         ClearResponse: strip(json(ClearResponseSchema)),
+        Federation: strip(json(FederationSchema)),
         Error: strip(json(ErrorResponseSchema)),
         ...delegated.schemas,
       },

@@ -3,12 +3,11 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { AuthorityPolicy } from './authority';
 import type { CallOptions } from './call-options';
 import type { CreateJournal } from './create-journal';
+import { assertCredentialChange } from './credentials/credential-config';
 import { NotFoundError, PreconditionFailedError, ValidationError } from './errors';
 import type { SecretReferencePolicy } from './secret-reference';
 import type { SecretStore } from './secret-store';
 import {
-  type SecretInput,
-  type SecretReference,
   ServiceInputSchema,
   ServiceMergedSchema,
   ServicePatchSchema,
@@ -19,6 +18,7 @@ import {
   toServiceView,
 } from './service-config';
 import { type PreparedService, ServiceCreation } from './service-create';
+import { ServiceCredentials } from './service-credentials';
 import type { ServiceRegistry } from './service-registry';
 import type { TokenCache } from './token-cache';
 import { parseOrThrow } from './validation';
@@ -29,8 +29,7 @@ import { parseOrThrow } from './validation';
  */
 export const MAX_SERVICES_PER_REQUEST = 25;
 
-/** Days a deleted service's secret can still be restored (Secrets Manager's minimum is 7). */
-export const SECRET_RECOVERY_WINDOW_DAYS = 7;
+export { SECRET_RECOVERY_WINDOW_DAYS } from './service-credentials';
 
 export interface ServiceAdministrationDependencies {
   registry: ServiceRegistry;
@@ -43,6 +42,8 @@ export interface ServiceAdministrationDependencies {
   secretPrefix: string;
   /** Keeps creates all-or-nothing across a cut-off invocation; without it, only within one (lib-level tests). */
   journal?: CreateJournal;
+  /** Whether `credential_type: federated` is available (the broker's roles may get web identity tokens). */
+  federationEnabled?: boolean;
   now?: () => number;
   newId?: () => string;
 }
@@ -107,12 +108,23 @@ export class ServiceAdministration {
   private readonly now: () => number;
   private readonly newId: () => string;
   private readonly creation: ServiceCreation;
+  private readonly credentials: ServiceCredentials;
 
   constructor(deps: ServiceAdministrationDependencies) {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     this.newId = deps.newId ?? randomUUID;
-    this.creation = new ServiceCreation({ ...deps, now: this.now, newId: this.newId });
+    this.credentials = new ServiceCredentials({
+      ...deps,
+      federationEnabled: deps.federationEnabled ?? false,
+      now: this.now,
+    });
+    this.creation = new ServiceCreation({
+      ...deps,
+      credentials: this.credentials,
+      now: this.now,
+      newId: this.newId,
+    });
   }
 
   /**
@@ -141,8 +153,8 @@ export class ServiceAdministration {
       if (seen.has(input.name)) throw new ValidationError(`name: "${input.name}" appears more than once`);
       seen.add(input.name);
       const { config, secret } = splitInput(input);
-      await this.creation.checkReferences(input.name, config, secret, options);
-      prepared.push({ input, config, secret: secret as NonNullable<SecretInput> });
+      const certificate = await this.creation.checkReferences(input.name, config, secret, options);
+      prepared.push({ input, config, secret, certificate });
     }
     return { prepared, envelope };
   }
@@ -157,7 +169,8 @@ export class ServiceAdministration {
       this.deps.logger.info('audit: service created', {
         serviceName: record.name,
         version: record.version,
-        secretManaged: record.secret.managed,
+        credentialType: record.config.credential_type ?? 'client_secret',
+        secretManaged: record.secret?.managed ?? false,
       });
     }
     const views = created.map(toServiceView);
@@ -198,33 +211,44 @@ export class ServiceAdministration {
     const { config: _ignored, ...patchTop } = patch;
     const merged = parseOrThrow(ServiceMergedSchema, { ...base, ...patchTop, config: mergedConfig });
     const { config, secret } = splitInput(merged);
-    await this.creation.checkReferences(name, config, secret, options);
+    const typeOf = (c: ServiceRecord['config']) => c.credential_type ?? 'client_secret';
+    assertCredentialChange(typeOf(current.config), typeOf(config), merged.config);
+    const certificate = await this.creation.checkReferences(name, config, secret, options);
 
     const version = this.newId();
+    // The credential the new version uses: what the write brings, else the current one if the type is unchanged.
+    const keepSecret = typeOf(config) !== 'federated' ? current.secret : undefined;
+    const nextSecret = secret ? await this.creation.storeSecret(name, version, secret, options) : keepSecret;
+    const nextCertificate =
+      typeOf(config) === 'certificate' ? (certificate ?? current.certificate) : undefined;
     const next: ServiceRecord = {
       ...current,
       label: merged.label ?? current.label,
       description: merged.description ?? current.description,
       is_active: merged.is_active,
       config,
-      secret: secret ? await this.creation.storeSecret(name, version, secret, options) : current.secret,
+      secret: nextSecret,
+      certificate: nextCertificate,
       version,
       updated_at: new Date(this.now()).toISOString(),
     };
     try {
       await this.deps.registry.replace(next, current.version, options);
     } catch (error) {
-      if (next.secret.arn !== current.secret.arn) await this.dropSecret(next.secret, name, 'now');
+      if (next.secret?.arn !== current.secret?.arn) await this.credentials.drop(next.secret, name, 'now');
       throw error;
     }
     // The old version's tokens are already unreachable (new version in the key); removing them is tidiness.
     await this.clearQuietly(name);
-    if (next.secret.arn !== current.secret.arn) await this.dropSecret(current.secret, name, 'recoverable');
+    if (next.secret?.arn !== current.secret?.arn) {
+      await this.credentials.drop(current.secret, name, 'recoverable');
+    }
 
     const before = toServiceView(current);
     const after = toServiceView(next);
     const fields = changedFields(before, after);
     if (secret && 'clientSecret' in secret) fields.push('config.client_secret');
+    if (secret && 'privateKey' in secret) fields.push('config.private_key');
     this.deps.logger.info('audit: service updated', { serviceName: name, version, fields });
     return { service: after, version };
   }
@@ -241,7 +265,7 @@ export class ServiceAdministration {
     // The configuration goes first: from that moment no instance serves the service, whatever happens next.
     await this.deps.registry.delete(name, current.version, options);
     await this.clearQuietly(name);
-    await this.dropSecret(current.secret, name, 'recoverable');
+    await this.credentials.drop(current.secret, name, 'recoverable');
     this.deps.logger.info('audit: service deleted', { serviceName: name, version: current.version });
     return { service: toServiceView(current), version: current.version };
   }
@@ -252,28 +276,6 @@ export class ServiceAdministration {
     } catch (error) {
       // Unreachable anyway (version or service gone); DynamoDB's TTL removes them within a token lifetime.
       this.deps.logger.warn('stale cached tokens not removed', { serviceName: name, error });
-    }
-  }
-
-  /** Deletes a managed secret (never one the administrator brought); failures are logged with the ARN. */
-  private async dropSecret(
-    secret: SecretReference,
-    service: string,
-    mode: 'now' | 'recoverable',
-  ): Promise<void> {
-    if (!secret.managed) return;
-    try {
-      await this.deps.secrets.delete(
-        secret.arn,
-        mode === 'recoverable' ? { recoveryWindowDays: SECRET_RECOVERY_WINDOW_DAYS } : undefined,
-      );
-    } catch (error) {
-      // Logged with the ARN so an operator can remove it; the secret is tagged with its service name.
-      this.deps.logger.error('orphan secret left behind', {
-        serviceName: service,
-        secretArn: secret.arn,
-        error,
-      });
     }
   }
 

@@ -1,13 +1,17 @@
 import * as z from 'zod';
+import { CLOUD_NAMES, type Cloud, defaultScopesFor } from './authority';
 import { type DelegatedConfig, delegatedConfigShape } from './authorization-code/delegated-config';
+import {
+  ACCEPTED_CREDENTIAL_TYPES,
+  type AcceptedCredentialType,
+  credentialChoice,
+} from './credentials/credential-config';
 
 /**
  * The service configuration as administrators send it (DreamFactory's `oauth_azure_ad` service object) and as
  * the broker stores it. The zod schemas here are the single source of truth for validation (and, later, the
  * OpenAPI document).
  */
-
-export const DEFAULT_SCOPES = 'https://graph.microsoft.com/.default';
 
 /** Service names: lowercase, start with a letter, 2-64 characters of letters, digits, `_` and `-`. */
 export const SERVICE_NAME_PATTERN = /^[a-z][a-z0-9_-]{1,63}$/;
@@ -74,6 +78,8 @@ export const GrantTypeSchema = z.enum(['client_credentials', 'authorization_code
   error: 'must be "client_credentials" or "authorization_code"',
 });
 
+const CloudSchema = z.enum(CLOUD_NAMES, { error: 'must be "global", "usgov" or "china"' });
+
 /** Secrets Manager secret ARN, as sent in `config.client_secret_arn`. */
 export const SECRET_ARN_PATTERN =
   /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
@@ -87,8 +93,30 @@ const ClientSecretArnSchema = z
   .string(typed('must be a string'))
   .regex(SECRET_ARN_PATTERN, 'must be the ARN of a Secrets Manager secret');
 
-/** The config fields; which of the two secret fields is required depends on create vs update. */
+const PemSchema = z.string(typed('must be a PEM string')).max(16_384, 'must be at most 16384 characters');
+
+/** The config fields; which credential fields are required depends on the type and on create vs update. */
 const configShape = {
+  credential_type: z
+    .enum(ACCEPTED_CREDENTIAL_TYPES, { error: 'must be "client_secret", "certificate" or "federated"' })
+    .optional()
+    .describe(
+      'client_secret (default), certificate (an imported certificate and key, stored in Secrets Manager) or federated (an AWS STS web identity token; no secret anywhere).',
+    ),
+  certificate: PemSchema.optional().describe(
+    'credential_type certificate: the PEM X.509 certificate registered on the app registration.',
+  ),
+  private_key: PemSchema.optional().describe(
+    'credential_type certificate: its PEM PKCS#8 RSA private key (2048 bits or more). Stored in Secrets Manager, never returned.',
+  ),
+  federation_audience: z
+    .string(typed('must be a string'))
+    .min(1, 'must not be empty')
+    .max(1000, 'must be at most 1000 characters')
+    .optional()
+    .describe(
+      'credential_type federated: the audience of the STS token; default api://AzureADTokenExchange.',
+    ),
   client_id: z
     .string(typed('must be a string'))
     .trim()
@@ -102,11 +130,14 @@ const configShape = {
   tenant_id: TenantIdSchema.describe('Directory (tenant) ID: a GUID or a verified domain.'),
   grant_type: GrantTypeSchema.default('client_credentials'),
   is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
-  scopes: ScopesSchema.default(DEFAULT_SCOPES).describe(
-    'Space-separated scopes, each <resource>/.default; the first is the default for token requests.',
+  scopes: ScopesSchema.optional().describe(
+    "Space-separated scopes, each <resource>/.default; the first is the default for token requests. Default: the cloud's Microsoft Graph.",
+  ),
+  cloud: CloudSchema.optional().describe(
+    'Microsoft cloud: global (login.microsoftonline.com, default), usgov (login.microsoftonline.us) or china (login.chinacloudapi.cn). Picks the default authority and Graph scope.',
   ),
   authority_url: AuthorityUrlSchema.optional().describe(
-    'Authority; {tenant_id} is substituted. Default https://login.microsoftonline.com/{tenant_id}. Host must be allowed.',
+    "Authority; {tenant_id} is substituted. Default: the cloud's login host, https://login.microsoftonline.com/{tenant_id} for global. Host must be allowed.",
   ),
   // The authorization code flow's fields (lib/authorization-code/delegated-config.ts).
   ...delegatedConfigShape,
@@ -120,33 +151,29 @@ const topShape = {
   is_active: z.boolean({ error: 'must be true or false' }).default(true),
 };
 
-const secretChoice =
-  (required: boolean) =>
-  (config: { client_secret?: string; client_secret_arn?: string }, ctx: z.RefinementCtx) => {
-    const both = config.client_secret !== undefined && config.client_secret_arn !== undefined;
-    const none = config.client_secret === undefined && config.client_secret_arn === undefined;
-    if (both || (required && none)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['client_secret'],
-        message: required
-          ? 'exactly one of client_secret or client_secret_arn is required'
-          : 'send either client_secret or client_secret_arn, not both',
-      });
-    }
-  };
+/** A service that names no scopes gets its cloud's Graph. */
+function withDefaultScopes<T extends { scopes?: string; cloud?: Cloud }>(config: T): T & { scopes: string } {
+  return { ...config, scopes: config.scopes ?? defaultScopesFor(config.cloud) };
+}
 
 /** A service as sent to `POST /api/v2/system/service`. */
 export const ServiceInputSchema = z
   .object({
     ...topShape,
-    config: z.object(configShape, typed('must be an object')).strict().superRefine(secretChoice(true)),
+    config: z
+      .object(configShape, typed('must be an object'))
+      .strict()
+      .superRefine(credentialChoice(true))
+      .transform(withDefaultScopes),
   })
   .strict();
 
 /** A service after a PATCH was merged into it: the secret may stay as it is (neither field sent). */
 export const ServiceMergedSchema = z
-  .object({ ...topShape, config: z.object(configShape).strict().superRefine(secretChoice(false)) })
+  .object({
+    ...topShape,
+    config: z.object(configShape).strict().superRefine(credentialChoice(false)).transform(withDefaultScopes),
+  })
   .strict();
 
 /**
@@ -170,6 +197,11 @@ export const ServicePatchSchema = z
           grant_type: GrantTypeSchema.optional(),
           is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
           scopes: z.string(typed('must be a space-separated string')).optional(),
+          cloud: z.string(typed('must be a string')).optional(),
+          credential_type: z.string(typed('must be a string')).optional(),
+          certificate: PemSchema.optional(),
+          private_key: PemSchema.optional(),
+          federation_audience: z.string({ error: 'must be a string or null' }).nullable().optional(),
           authority_url: z.string({ error: 'must be a string or null' }).nullable().optional(),
           // Checked by the merged schema; null returns a field to its default.
           user_scopes: z.string({ error: 'must be a string or null' }).nullable().optional(),
@@ -195,6 +227,19 @@ export interface ServiceConfig extends DelegatedConfig {
   is_client_credentials: boolean;
   scopes: string;
   authority_url?: string;
+  /** Absent for the global cloud. */
+  cloud?: Cloud;
+  /** Absent for client_secret (DreamFactory's bodies and views stay as they were). */
+  credential_type?: Exclude<AcceptedCredentialType, 'client_secret'>;
+  /** federated: the STS token's audience when not api://AzureADTokenExchange. */
+  federation_audience?: string;
+}
+
+/** The public facts of a `certificate` service's certificate; the key stays in Secrets Manager. */
+export interface StoredCertificate {
+  pem: string;
+  thumbprintSha256: string;
+  notAfter: string;
 }
 
 /** Where a service's client secret lives. */
@@ -216,7 +261,10 @@ export interface ServiceRecord {
   type: 'oauth_azure_ad';
   is_active: boolean;
   config: ServiceConfig;
-  secret: SecretReference;
+  /** Where the client secret or imported certificate key lives; none for federated services. */
+  secret?: SecretReference;
+  /** certificate services: the certificate's public facts. */
+  certificate?: StoredCertificate;
   /** Random id that changes on every write; part of every cache key, so old tokens become unreachable. */
   version: string;
   created_at: string;
@@ -230,27 +278,47 @@ export interface ServiceView {
   description: string;
   type: 'oauth_azure_ad';
   is_active: boolean;
-  config: ServiceConfig & { client_secret_arn?: string };
+  config: ServiceConfig & {
+    client_secret_arn?: string;
+    certificate?: string;
+    certificate_thumbprint_sha256?: string;
+    certificate_not_after?: string;
+  };
 }
 
 /** The secret part of validated input: a value to store, an existing secret to use, or nothing (keep). */
-export type SecretInput = { clientSecret: string } | { clientSecretArn: string } | undefined;
+export type SecretInput =
+  | { clientSecret: string }
+  | { clientSecretArn: string }
+  | { certificate: string; privateKey: string }
+  | undefined;
 
 /** Splits validated input into the stored configuration and the secret input. */
 export function splitInput(input: z.output<typeof ServiceMergedSchema>): {
   config: ServiceConfig;
   secret: SecretInput;
 } {
-  const { client_secret, client_secret_arn, is_client_credentials, ...rest } = input.config;
+  const {
+    client_secret,
+    client_secret_arn,
+    certificate,
+    private_key,
+    is_client_credentials,
+    credential_type,
+    ...rest
+  } = input.config;
   return {
     secret:
       client_secret !== undefined
         ? { clientSecret: client_secret }
         : client_secret_arn !== undefined
           ? { clientSecretArn: client_secret_arn }
-          : undefined,
+          : certificate !== undefined && private_key !== undefined
+            ? { certificate, privateKey: private_key }
+            : undefined,
     config: {
       ...rest,
+      ...(credential_type === undefined || credential_type === 'client_secret' ? {} : { credential_type }),
       // DreamFactory's flag: defaults to whether the grant type is client credentials.
       is_client_credentials: is_client_credentials ?? rest.grant_type === 'client_credentials',
     },
@@ -266,7 +334,19 @@ export function toServiceView(record: ServiceRecord): ServiceView {
     type: record.type,
     is_active: record.is_active,
     // A secret the administrator brought is named (it is a reference, not a secret); a managed one is not.
-    config: { ...record.config, ...(record.secret.managed ? {} : { client_secret_arn: record.secret.arn }) },
+    config: {
+      ...record.config,
+      ...(record.secret === undefined || record.secret.managed
+        ? {}
+        : { client_secret_arn: record.secret.arn }),
+      ...(record.certificate
+        ? {
+            certificate: record.certificate.pem,
+            certificate_thumbprint_sha256: record.certificate.thumbprintSha256,
+            certificate_not_after: record.certificate.notAfter,
+          }
+        : {}),
+    },
   };
 }
 

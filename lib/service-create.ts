@@ -2,11 +2,16 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { type AuthorityPolicy, tokenEndpointFor } from './authority';
 import type { CallOptions } from './call-options';
 import type { CreateJournal, PlannedService } from './create-journal';
-import { storedClientSecret } from './credentials/credential';
 import { ConflictError, DeadlineExceededError } from './errors';
-import { MANAGED_SECRET_TAG, type SecretReferencePolicy } from './secret-reference';
 import type { SecretStore } from './secret-store';
-import type { SecretInput, SecretReference, ServiceInput, ServiceRecord } from './service-config';
+import type {
+  SecretInput,
+  SecretReference,
+  ServiceInput,
+  ServiceRecord,
+  StoredCertificate,
+} from './service-config';
+import { ServiceCredentials } from './service-credentials';
 import type { ServiceRegistry } from './service-registry';
 
 /**
@@ -24,14 +29,14 @@ export const INTENT_GRACE_MS = 60_000;
 /** Without a deadline (no Lambda context), an intent is kept for Lambda's longest possible invocation. */
 export const INTENT_DEFAULT_WINDOW_MS = 15 * 60_000;
 
-/** What ServiceCreation needs; the same dependencies as ServiceAdministration. */
+/** What ServiceCreation needs, from ServiceAdministration. */
 export interface ServiceCreationDependencies {
   registry: ServiceRegistry;
   secrets: SecretStore;
   authority: AuthorityPolicy;
-  secretReferences: SecretReferencePolicy;
+  /** Checks, stores and drops the credential of each service. */
+  credentials: ServiceCredentials;
   logger: Logger;
-  secretPrefix: string;
   /** Without a journal, a create cut off part way is not undone later (lib-level tests only). */
   journal?: CreateJournal;
   now: () => number;
@@ -42,7 +47,10 @@ export interface ServiceCreationDependencies {
 export interface PreparedService {
   input: ServiceInput;
   config: ServiceRecord['config'];
-  secret: NonNullable<SecretInput>;
+  /** Undefined for a federated service: it has no secret. */
+  secret: SecretInput;
+  /** An imported certificate's public facts. */
+  certificate?: StoredCertificate;
 }
 
 /**
@@ -54,47 +62,28 @@ export interface PreparedService {
 export class ServiceCreation {
   constructor(private readonly deps: ServiceCreationDependencies) {}
 
-  /** Name of the managed secret of a service version (the tag and this name mark it as the service's own). */
-  managedSecretName(name: string, version: string): string {
-    return `${this.deps.secretPrefix}${name}/${version}`;
-  }
-
   /**
-   * Checks what cannot be checked by the schema alone: authority host and secret reference (a complete ARN of an
-   * existing secret the service may use; never another service's managed secret).
+   * Checks what cannot be checked by the schema alone: the authority host, and the credential (see
+   * ServiceCredentials.check). Returns an imported certificate's public facts.
    */
   async checkReferences(
     name: string,
     config: ServiceRecord['config'],
     secret: SecretInput,
     options?: CallOptions,
-  ): Promise<void> {
-    this.deps.authority.assertAllowed(tokenEndpointFor(config.authority_url, config.tenant_id));
-    if (secret && 'clientSecretArn' in secret) {
-      const arn = secret.clientSecretArn;
-      this.deps.secretReferences.assertAllowed(arn, name);
-      this.deps.secretReferences.assertUsable(arn, await this.deps.secrets.describe(arn, options), name);
-    }
+  ): Promise<StoredCertificate | undefined> {
+    this.deps.authority.assertAllowed(tokenEndpointFor(config.authority_url, config.tenant_id, config.cloud));
+    return this.deps.credentials.check(name, config, secret, options);
   }
 
-  /** Stores the secret a write brings: a new managed secret for a value, a reference for an ARN. */
-  async storeSecret(
+  /** Stores the secret a write brings (see ServiceCredentials.store). */
+  storeSecret(
     name: string,
     version: string,
     secret: NonNullable<SecretInput>,
     options?: CallOptions,
   ): Promise<SecretReference> {
-    if ('clientSecretArn' in secret) return { arn: secret.clientSecretArn, managed: false };
-    // A fresh secret per version: a write that fails can drop it without touching the secret in use, and a
-    // deleted service's secret keeps its name during its recovery window.
-    const arn = await this.deps.secrets.create(
-      this.managedSecretName(name, version),
-      storedClientSecret(secret.clientSecret),
-      // The tag marks it as this service's own: no other service may reference it (SecretReferencePolicy).
-      { [MANAGED_SECRET_TAG]: name },
-      options,
-    );
-    return { arn, managed: true };
+    return this.deps.credentials.store(name, version, secret, options);
   }
 
   /** Refuses to start writing one more service when the request's deadline is too close to finish or undo it. */
@@ -115,7 +104,7 @@ export class ServiceCreation {
     const services: PlannedService[] = planned.map((p) => ({
       name: p.input.name,
       version: p.version,
-      managedSecret: 'clientSecret' in p.secret,
+      managedSecret: ServiceCredentials.createsManagedSecret(p.secret),
     }));
     const intentId = this.deps.newId();
     const expiresAt = (options.deadline ?? this.deps.now() + INTENT_DEFAULT_WINDOW_MS) + INTENT_GRACE_MS;
@@ -124,7 +113,7 @@ export class ServiceCreation {
     const created: ServiceRecord[] = [];
     let attempted = 0;
     try {
-      for (const { input, config, secret, version } of planned) {
+      for (const { input, config, secret, certificate, version } of planned) {
         this.assertTimeLeft(options);
         attempted++;
         // Cheap early answer; the conditional write below is what really guards the name.
@@ -139,7 +128,9 @@ export class ServiceCreation {
           type: input.type,
           is_active: input.is_active,
           config,
-          secret: await this.storeSecret(input.name, version, secret, options),
+          // Federated services have no secret at all.
+          ...(secret ? { secret: await this.storeSecret(input.name, version, secret, options) } : {}),
+          ...(certificate ? { certificate } : {}),
           version,
           created_at: timestamp,
           updated_at: timestamp,
@@ -191,7 +182,7 @@ export class ServiceCreation {
   }
 
   private async undoOne(planned: PlannedService): Promise<boolean> {
-    const secretName = this.managedSecretName(planned.name, planned.version);
+    const secretName = this.deps.credentials.managedSecretName(planned.name, planned.version);
     let secretInUse = false;
     try {
       // Only our record (this exact version) goes: the write may have been applied even if it reported failure.
@@ -213,7 +204,7 @@ export class ServiceCreation {
         });
         return false;
       }
-      secretInUse = current?.secret.arn.includes(`:secret:${secretName}-`) === true;
+      secretInUse = current?.secret?.arn.includes(`:secret:${secretName}-`) === true;
     }
     if (!planned.managedSecret || secretInUse) return true;
     try {

@@ -7,6 +7,7 @@ import {
   PutItemCommand,
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
+import type { Cloud } from './authority';
 import { delegatedConfigFromItem, delegatedConfigToItem } from './authorization-code/delegated-config';
 import { type CallOptions, sendOptions } from './call-options';
 import { ConflictError, type StoreError, storeFailure as wrapStoreFailure } from './errors';
@@ -39,6 +40,10 @@ function toItem(r: ServiceRecord): Record<string, AttributeValue> {
   };
   if (r.config.authority_url !== undefined) config.authority_url = s(r.config.authority_url);
   Object.assign(config, delegatedConfigToItem(r.config));
+  if (r.config.cloud !== undefined) config.cloud = s(r.config.cloud);
+  if (r.config.credential_type !== undefined) config.credential_type = s(r.config.credential_type);
+  if (r.config.federation_audience !== undefined)
+    config.federation_audience = s(r.config.federation_audience);
   return {
     [SERVICES_TABLE.partitionKey]: s(r.name),
     label: s(r.label),
@@ -46,8 +51,19 @@ function toItem(r: ServiceRecord): Record<string, AttributeValue> {
     type: s(r.type),
     is_active: { BOOL: r.is_active },
     config: { M: config },
-    secret_arn: s(r.secret.arn),
-    secret_managed: { BOOL: r.secret.managed },
+    // Federated services have no secret.
+    ...(r.secret ? { secret_arn: s(r.secret.arn), secret_managed: { BOOL: r.secret.managed } } : {}),
+    ...(r.certificate
+      ? {
+          certificate: {
+            M: {
+              pem: s(r.certificate.pem),
+              thumbprint_sha256: s(r.certificate.thumbprintSha256),
+              not_after: s(r.certificate.notAfter),
+            },
+          },
+        }
+      : {}),
     version: s(r.version),
     created_at: s(r.created_at),
     updated_at: s(r.updated_at),
@@ -58,6 +74,7 @@ function fromItem(item: Record<string, AttributeValue>): ServiceRecord {
   const str = (v: AttributeValue | undefined): string => (v && 'S' in v && v.S !== undefined ? v.S : '');
   const config = item.config?.M ?? {};
   const authority = config.authority_url?.S;
+  const certificate = item.certificate?.M;
   return {
     name: str(item[SERVICES_TABLE.partitionKey]),
     label: str(item.label),
@@ -73,8 +90,26 @@ function fromItem(item: Record<string, AttributeValue>): ServiceRecord {
       scopes: str(config.scopes),
       ...(authority !== undefined ? { authority_url: authority } : {}),
       ...delegatedConfigFromItem(config),
+      ...(config.cloud?.S !== undefined ? { cloud: config.cloud.S as Cloud } : {}),
+      ...(config.credential_type?.S === 'certificate' || config.credential_type?.S === 'federated'
+        ? { credential_type: config.credential_type.S }
+        : {}),
+      ...(config.federation_audience?.S !== undefined
+        ? { federation_audience: config.federation_audience.S }
+        : {}),
     },
-    secret: { arn: str(item.secret_arn), managed: item.secret_managed?.BOOL !== false },
+    ...(item.secret_arn?.S !== undefined
+      ? { secret: { arn: item.secret_arn.S, managed: item.secret_managed?.BOOL !== false } }
+      : {}),
+    ...(certificate
+      ? {
+          certificate: {
+            pem: str(certificate.pem),
+            thumbprintSha256: str(certificate.thumbprint_sha256),
+            notAfter: str(certificate.not_after),
+          },
+        }
+      : {}),
     version: str(item.version),
     created_at: str(item.created_at),
     updated_at: str(item.updated_at),

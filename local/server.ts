@@ -6,6 +6,7 @@
  * talk over HTTP to `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL_KMS` when
  * set, and otherwise to an embedded dynalite and embedded Secrets Manager and KMS servers (local/), all persisted
  * under TOKEN_BROKER_DATA_DIR; the KMS key that seals cached tokens is `alias/token-broker-local`.
+ * An embedded STS (unless AWS_ENDPOINT_URL_STS is set) issues the web identity tokens of federated services.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { LocalIamPolicy } from './iam-policy';
 import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from './kms-server';
 import { startSecretsManagerServer } from './secrets-manager-server';
 import { seedServiceFromEnvironment } from './seed';
+import { DEFAULT_LOCAL_ROLE_ARN, startStsServer } from './sts-server';
 import { ensureTables } from './tables';
 
 type Handler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
@@ -133,6 +135,19 @@ async function main(): Promise<void> {
     process.env.AWS_ENDPOINT_URL_KMS = kms.url;
     closers.push(() => kms.close());
     log(`embedded KMS persisted in ${resolve(dataDir, 'kms')}`);
+  }
+  if (!process.env.AWS_ENDPOINT_URL_STS) {
+    // Federated credentials: an embedded STS issues the web identity tokens and serves their OIDC discovery.
+    const sts = await startStsServer({
+      dataDir,
+      region: process.env.AWS_REGION,
+      roleArn: process.env.TOKEN_BROKER_LOCAL_ROLE_ARN ?? DEFAULT_LOCAL_ROLE_ARN,
+    });
+    process.env.AWS_ENDPOINT_URL_STS = sts.url;
+    process.env.TOKEN_BROKER_FEDERATION_ISSUER ??= sts.issuer;
+    process.env.TOKEN_BROKER_FEDERATION_SUBJECT ??= sts.roleArn;
+    closers.push(() => sts.close());
+    log(`embedded STS (web identity tokens) issuer ${sts.issuer}, role ${sts.roleArn}`);
   }
   // Cached tokens are sealed with a KMS key: locally, one the embedded (or configured) KMS endpoint holds.
   const clients = createAwsClients();

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import * as oauth from 'oauth4webapi';
 import { type AuthorityPolicy, tokenEndpointFor } from '../authority';
+import { credentialOf } from '../credentials/service-credential';
 import {
   ConsentFailedError,
   GrantNotEnabledError,
@@ -109,12 +110,17 @@ export class ConsentFlow {
     service: ServiceRecord,
     options: { fresh?: boolean } = {},
   ): Promise<DelegatedClientContext> {
-    const tokenEndpoint = tokenEndpointFor(service.config.authority_url, service.config.tenant_id);
+    const tokenEndpoint = tokenEndpointFor(
+      service.config.authority_url,
+      service.config.tenant_id,
+      service.config.cloud,
+    );
     this.deps.authority.assertAllowed(tokenEndpoint);
     return {
       tokenEndpoint,
       clientId: service.config.client_id,
-      credential: await this.deps.credentials.credential(service.secret.arn, { fresh: options.fresh }),
+      // Client secrets and certificates; a federated service would need the token sources of the token flow.
+      credential: await credentialOf(service, this.deps.credentials, {}, { fresh: options.fresh ?? false }),
     };
   }
 

@@ -55,7 +55,7 @@ async function victim(): Promise<{ name: string; version: string; arn: string }>
   const created = await h.createService(name);
   const version = String(created.headers.etag).replace(/"/g, '');
   const record = await registry.get(name);
-  return { name, version, arn: record?.secret.arn as string };
+  return { name, version, arn: record?.secret?.arn as string };
 }
 
 /** Asserts a 400 in the API's error shape that names config.client_secret_arn. */
@@ -101,10 +101,10 @@ describe('switching a service to another service’s managed secret with PATCH',
     const v = await victim();
     const name = fresh('patcher');
     await h.createService(name);
-    const own = (await registry.get(name))?.secret.arn;
+    const own = (await registry.get(name))?.secret?.arn;
     const res = await h.admin('PATCH', { config: { client_secret_arn: v.arn } }, { name });
     expectRefusedField(res);
-    expect((await registry.get(name))?.secret.arn).toBe(own);
+    expect((await registry.get(name))?.secret?.arn).toBe(own);
   });
 });
 

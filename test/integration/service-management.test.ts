@@ -73,6 +73,7 @@ const ifMatch = (etag: string | undefined): Record<string, string> => ({ 'If-Mat
 async function secretArnOf(name: string): Promise<string> {
   const record = await registry.get(name);
   if (!record) throw new Error(`service ${name} is not stored`);
+  if (!record.secret) throw new Error(`service ${name} has no secret`);
   return record.secret.arn;
 }
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 
 const FUNCTIONS = join(__dirname, '..', '..', 'functions');
 // An AWS SDK v3 client class imported from an @aws-sdk/client-* package and constructed with `new`.
+const DYNAMIC_SDK_IMPORT = /import\(\s*'@aws-sdk\/client-[a-z0-9-]+'\s*\)/;
 const SDK_IMPORT = /import\s*\{([^}]*)\}\s*from\s*'@aws-sdk\/client-[a-z0-9-]+'/g;
 
 /** The AWS SDK client classes each handler file constructs itself. */
@@ -25,7 +26,15 @@ describe('AWS SDK clients of the Lambda handlers', () => {
     expect(offenders).toEqual([]);
   });
 
+  it('are loaded lazily only by functions/aws-clients.ts, so a lazily loaded client is bounded too', () => {
+    const offenders = readdirSync(FUNCTIONS)
+      .filter((file) => file.endsWith('.ts') && file !== 'aws-clients.ts')
+      .filter((file) => DYNAMIC_SDK_IMPORT.test(readFileSync(join(FUNCTIONS, file), 'utf8')));
+    expect(offenders).toEqual([]);
+  });
+
   it('recognises a client constructed outside the helper (the check can fail)', () => {
+    expect(DYNAMIC_SDK_IMPORT.test(readFileSync(join(FUNCTIONS, 'aws-clients.ts'), 'utf8'))).toBe(true);
     expect(sdkClientsConstructedIn('aws-clients.ts')).toEqual(
       expect.arrayContaining(['DynamoDBClient', 'SecretsManagerClient', 'KMSClient']),
     );

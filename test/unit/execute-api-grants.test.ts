@@ -31,10 +31,11 @@ describe('execute-api grants', () => {
     }
   });
 
-  it('names the admin routes with one path segment wildcard for the service name, and the API docs', () => {
+  it('names the admin routes with one path segment wildcard for the service name, the API docs and the federation facts', () => {
     expect(adminRoutes().map(executeApiTail).sort()).toEqual([
       'DELETE/api/v2/system/service/*',
       'GET/api/v2/api_docs',
+      'GET/api/v2/system/federation',
       'GET/api/v2/system/service',
       'GET/api/v2/system/service/*',
       'GET/api/v2/system/service/*/users',

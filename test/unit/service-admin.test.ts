@@ -73,8 +73,8 @@ describe('ServiceAdministration', () => {
     const result = await admin.create(body('graph'));
     const record = registry.services.get('graph');
     expect(result).toMatchObject({ kind: 'single', created: { version: record?.version } });
-    expect(record?.secret.arn).toContain(`${PREFIX}graph/${record?.version}`);
-    expect(secrets.secrets.get(record?.secret.arn as string)?.tags).toEqual({
+    expect(record?.secret?.arn).toContain(`${PREFIX}graph/${record?.version}`);
+    expect(secrets.secrets.get(record?.secret?.arn as string)?.tags).toEqual({
       'token-broker:service': 'graph',
     });
     expect(JSON.stringify(result)).not.toContain('secret-of-graph');
@@ -125,9 +125,9 @@ describe('ServiceAdministration', () => {
   it('rotates a managed secret: the new one is stored, the old one can be restored for 7 days', async () => {
     const { admin, registry, secrets } = setup();
     await admin.create(body('graph'));
-    const oldArn = registry.services.get('graph')?.secret.arn as string;
+    const oldArn = registry.services.get('graph')?.secret?.arn as string;
     await admin.update('graph', { config: { client_secret: 'rotated' } });
-    const newArn = registry.services.get('graph')?.secret.arn as string;
+    const newArn = registry.services.get('graph')?.secret?.arn as string;
     expect(newArn).not.toBe(oldArn);
     expect(secrets.secrets.get(oldArn)?.deleted).toBe(true);
     expect(secrets.secrets.get(newArn)?.value).toContain('rotated');
@@ -137,7 +137,7 @@ describe('ServiceAdministration', () => {
     const { admin, registry, cache, cacheToken, secrets } = setup();
     await admin.create(body('graph'));
     const key = await cacheToken('graph');
-    const arn = registry.services.get('graph')?.secret.arn as string;
+    const arn = registry.services.get('graph')?.secret?.arn as string;
     await admin.delete('graph');
     expect(registry.services.has('graph')).toBe(false);
     expect(await cache.get(key)).toBeUndefined();

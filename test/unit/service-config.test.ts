@@ -85,8 +85,8 @@ describe('ServiceInputSchema via parseOrThrow', () => {
     });
 
     it('call an unknown config field an unknown field', () => {
-      expect(validationErrorOf(body({}, { certificate: 'pem' })).message).toBe(
-        'config.certificate: unknown field',
+      expect(validationErrorOf(body({}, { client_certificate: 'pem' })).message).toBe(
+        'config.client_certificate: unknown field',
       );
     });
 

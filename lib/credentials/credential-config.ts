@@ -1,0 +1,99 @@
+import type * as z from 'zod';
+import { ValidationError } from '../errors';
+
+/**
+ * Which credential a service uses (`config.credential_type`) and which config fields belong to it. A service has
+ * exactly one credential; fields of another type are refused with a 400 naming them. `kms_certificate` is not
+ * accepted yet (its library parts exist in this folder; its admin routes do not).
+ */
+export const ACCEPTED_CREDENTIAL_TYPES = ['client_secret', 'certificate', 'federated'] as const;
+export type AcceptedCredentialType = (typeof ACCEPTED_CREDENTIAL_TYPES)[number];
+
+/** The config fields each credential type owns. */
+const FIELDS_OF: Record<AcceptedCredentialType, readonly string[]> = {
+  client_secret: ['client_secret', 'client_secret_arn'],
+  certificate: ['certificate', 'private_key'],
+  federated: ['federation_audience'],
+};
+
+/** The credential fields as they arrive in a config (after the schema checked their types). */
+export interface CredentialFields {
+  credential_type?: AcceptedCredentialType;
+  client_secret?: string;
+  client_secret_arn?: string;
+  certificate?: string;
+  private_key?: string;
+  federation_audience?: string;
+}
+
+/**
+ * zod refinement of a config's credential: fields of another type are refused; on create (`required`) the type's
+ * own fields must be complete (one of client_secret / client_secret_arn; certificate with private_key).
+ */
+export const credentialChoice =
+  (required: boolean) =>
+  (config: CredentialFields, ctx: z.RefinementCtx): void => {
+    const type = config.credential_type ?? 'client_secret';
+    const present = (field: string) => (config as Record<string, unknown>)[field] !== undefined;
+    for (const [other, fields] of Object.entries(FIELDS_OF)) {
+      if (other === type) continue;
+      for (const field of fields.filter(present)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: `not allowed with credential_type "${type}" (it belongs to "${other}")`,
+        });
+      }
+    }
+    if (type === 'client_secret') {
+      const both = present('client_secret') && present('client_secret_arn');
+      const none = !present('client_secret') && !present('client_secret_arn');
+      if (both || (required && none)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['client_secret'],
+          message: required
+            ? 'exactly one of client_secret or client_secret_arn is required'
+            : 'send either client_secret or client_secret_arn, not both',
+        });
+      }
+    }
+    if (type === 'certificate' && (required || present('certificate') || present('private_key'))) {
+      for (const field of ['certificate', 'private_key'].filter((f) => !present(f))) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message:
+            'is required with credential_type "certificate" (the PEM certificate and its PKCS#8 key together)',
+        });
+      }
+    }
+  };
+
+/**
+ * A PATCH that changes the credential type must bring the new type's credential: a client secret (or ARN), or a
+ * certificate and its key. Federated needs nothing.
+ */
+export function assertCredentialChange(
+  from: AcceptedCredentialType,
+  to: AcceptedCredentialType,
+  fields: CredentialFields,
+): void {
+  if (from === to) return;
+  if (
+    to === 'client_secret' &&
+    fields.client_secret === undefined &&
+    fields.client_secret_arn === undefined
+  ) {
+    throw new ValidationError(
+      'config.client_secret: client_secret or client_secret_arn is required when credential_type becomes "client_secret"',
+      { context: { field: 'config.client_secret' } },
+    );
+  }
+  if (to === 'certificate' && (fields.certificate === undefined || fields.private_key === undefined)) {
+    throw new ValidationError(
+      'config.certificate: certificate and private_key are required when credential_type becomes "certificate"',
+      { context: { field: 'config.certificate' } },
+    );
+  }
+}
