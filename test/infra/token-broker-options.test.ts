@@ -370,10 +370,11 @@ describe('grants', () => {
     }
   });
 
-  it('grants an administrator the system/service routes and the API docs, and no token route', () => {
+  it('grants an administrator the system/service routes, the federation facts and the API docs, and no token route', () => {
     expect(grantedArns(adminRoleId).sort()).toEqual([
       '/prod/DELETE/api/v2/system/service/*',
       '/prod/GET/api/v2/api_docs',
+      '/prod/GET/api/v2/system/federation',
       '/prod/GET/api/v2/system/service',
       '/prod/GET/api/v2/system/service/*',
       '/prod/GET/api/v2/system/service/*/users',
