@@ -55,7 +55,11 @@ export class ServiceCredentials {
     if (secret && 'clientSecretArn' in secret) {
       const arn = secret.clientSecretArn;
       this.options.secretReferences.assertAllowed(arn, name);
-      this.options.secretReferences.assertUsable(arn, await this.options.secrets.describe(arn, options), name);
+      this.options.secretReferences.assertUsable(
+        arn,
+        await this.options.secrets.describe(arn, options),
+        name,
+      );
     }
     if (secret && 'certificate' in secret) {
       const facts = checkImportedCertificate(secret.certificate, secret.privateKey, this.options.now());

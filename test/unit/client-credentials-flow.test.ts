@@ -34,7 +34,7 @@ function world() {
   const entra = new FakeTokenEndpoint(clock.now);
   const record = serviceRecord('svc');
   registry.services.set('svc', record);
-  secrets.put((record.secret?.arn as string), 'the-secret');
+  secrets.put(record.secret?.arn as string, 'the-secret');
   /** A new instance; `onSleep` runs at each of its sleeps (after the clock moved). */
   const instance = (
     settings: Partial<FlowSettings> = {},

@@ -57,6 +57,7 @@ describe('execute-api grants', () => {
 
     expect(denied.map(executeApiTail).sort()).toEqual([
       '*/api/v2/api_docs',
+      '*/api/v2/system/federation',
       '*/api/v2/system/service',
       '*/api/v2/system/service/*',
       '*/api/v2/system/service/*/users',

@@ -80,7 +80,7 @@ function setup(latencyMs = 0) {
       const name = `svc${i}`;
       const record = serviceRecord(name);
       registry.services.set(name, record);
-      secrets.put((record.secret?.arn as string), 'secret');
+      secrets.put(record.secret?.arn as string, 'secret');
       const acquiredAt = start - age * MINUTE;
       await cache.put(
         { service: name, version: record.version, scope: GRAPH },
