@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { KMS_TAG_VALUE_PATTERN } from '../lib/credentials/kms-tags';
 
 /**
  * What the README says about a variable: its meaning, and what applies when it is unset and has no default
@@ -41,6 +42,15 @@ export const EnvSchema = z.object({
     .min(1)
     .optional()
     .meta(doc('KMS key (id, ARN or alias) for the secrets the broker creates', 'AWS managed key')),
+  TOKEN_BROKER_INSTANCE_ID: z
+    .string()
+    .regex(KMS_TAG_VALUE_PATTERN, 'must be a KMS tag value (letters, digits, spaces and _.:/=+-@)')
+    .default('token-broker-local')
+    .meta(
+      doc(
+        'This broker among the brokers of its AWS account and region: the `token-broker:broker` tag value of its KMS signing keys (`kms_certificate`), which IAM requires (the construct sets its `namePrefix`)',
+      ),
+    ),
   TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: z
     .string()
     .default('')

@@ -5,6 +5,9 @@ import {
   ScheduleKeyDeletionCommand,
   SignCommand,
 } from '@aws-sdk/client-kms';
+import { BROKER_INSTANCE_TAG, BROKER_KEY_TAG, KMS_TAG_VALUE_PATTERN } from './kms-tags';
+
+export { BROKER_INSTANCE_TAG, BROKER_KEY_TAG, KMS_TAG_VALUE_PATTERN } from './kms-tags';
 
 /** The RSA key sizes a `kms_certificate` service may ask for. */
 export type SigningKeySpec = 'RSA_2048' | 'RSA_3072';
@@ -12,15 +15,12 @@ export type SigningKeySpec = 'RSA_2048' | 'RSA_3072';
 /** KMS signing algorithms the broker uses: PSS for client assertions (PS256), PKCS#1 v1.5 for certificates. */
 export type SigningAlgorithm = 'RSASSA_PSS_SHA_256' | 'RSASSA_PKCS1_V1_5_SHA_256';
 
-/** The tag that marks keys the broker created; IAM grants kms:Sign only on keys carrying it. */
-export const BROKER_KEY_TAG = 'token-broker:service';
-
 /**
  * Asymmetric keys whose private half never leaves the key store (KMS). The broker creates them, reads their
  * public key, asks them to sign, and schedules their deletion; it never sees the private key.
  */
 export interface SigningKeys {
-  /** Creates an RSA SIGN_VERIFY key tagged for `service` and returns its ARN. */
+  /** Creates an RSA SIGN_VERIFY key tagged for this broker and for `service`, and returns its ARN. */
   create(service: string, spec: SigningKeySpec): Promise<string>;
   /** The key's public key, DER SubjectPublicKeyInfo. */
   publicKey(keyArn: string): Promise<Uint8Array>;
@@ -33,9 +33,18 @@ export interface SigningKeys {
 /** SigningKeys on AWS KMS. */
 export class KmsSigningKeys implements SigningKeys {
   private readonly client: KMSClient;
+  private readonly brokerId: string;
 
-  constructor(client: KMSClient) {
+  /**
+   * @param options.brokerId this broker's instance id, the value of the {@link BROKER_INSTANCE_TAG} tag on every
+   *   key it creates (the Lambda functions get it as TOKEN_BROKER_INSTANCE_ID).
+   */
+  constructor(client: KMSClient, options: { brokerId: string }) {
+    if (!KMS_TAG_VALUE_PATTERN.test(options.brokerId)) {
+      throw new Error(`KmsSigningKeys: brokerId must be a KMS tag value (${KMS_TAG_VALUE_PATTERN})`);
+    }
     this.client = client;
+    this.brokerId = options.brokerId;
   }
 
   async create(service: string, spec: SigningKeySpec): Promise<string> {
@@ -44,7 +53,11 @@ export class KmsSigningKeys implements SigningKeys {
         KeySpec: spec,
         KeyUsage: 'SIGN_VERIFY',
         Description: `Token Broker: signs client assertions of service ${service}`,
-        Tags: [{ TagKey: BROKER_KEY_TAG, TagValue: service }],
+        // Both tags in the request: IAM allows the broker's CreateKey only with exactly these keys.
+        Tags: [
+          { TagKey: BROKER_INSTANCE_TAG, TagValue: this.brokerId },
+          { TagKey: BROKER_KEY_TAG, TagValue: service },
+        ],
       }),
     );
     if (!KeyMetadata?.Arn) throw new Error('KMS CreateKey returned no key ARN');

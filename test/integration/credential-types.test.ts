@@ -28,6 +28,7 @@ import { EntraEmulator } from '../fixtures/entra-emulator';
 const TENANT = '8a1c2a9e-4b7d-4e21-9c3a-0d5e8f7a1b2c';
 const CLIENT_ID = '3b9d7c4e-3a2f-4c61-8e5d-1f2a3b4c5d6e';
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/token-broker-token';
+const BROKER_ID = 'token-broker-test';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const local = { region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } };
 
@@ -154,7 +155,7 @@ describe('kms_certificate (key in KMS)', () => {
   const issuedAt = Date.UTC(2026, 10, 1);
 
   beforeAll(async () => {
-    keys = new KmsSigningKeys(kms);
+    keys = new KmsSigningKeys(kms, { brokerId: BROKER_ID });
     keyArn = await keys.create('graph', 'RSA_2048');
     certificatePem = await issueKmsCertificate({
       keys,
@@ -167,7 +168,10 @@ describe('kms_certificate (key in KMS)', () => {
 
   it('creates the key tagged for its service', async () => {
     const { Tags } = await kms.send(new ListResourceTagsCommand({ KeyId: keyArn }));
-    expect(Tags).toEqual([{ TagKey: 'token-broker:service', TagValue: 'graph' }]);
+    expect(Tags).toEqual([
+      { TagKey: 'token-broker:broker', TagValue: BROKER_ID },
+      { TagKey: 'token-broker:service', TagValue: 'graph' },
+    ]);
   });
 
   it('issues a self-signed certificate for the KMS key: CN = the service, validity as asked', async () => {
@@ -206,7 +210,7 @@ describe('kms_certificate (key in KMS)', () => {
 });
 
 it('answers CredentialUnavailableError naming KMS’s refusal when the key can no longer sign', async () => {
-  const keys = new KmsSigningKeys(kms);
+  const keys = new KmsSigningKeys(kms, { brokerId: BROKER_ID });
   const keyArn = await keys.create('retired', 'RSA_2048');
   await keys.scheduleDeletion(keyArn, 7);
   const credential = kmsCertificateCredential({
