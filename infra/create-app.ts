@@ -68,6 +68,8 @@ export function createCheckedApp(props: AppProps = {}): App {
  *   `logLevel`, `alarmTopicArn`, `webAclArn`, `executionLogLevel` (`OFF` | `ERROR` | `INFO`, default `ERROR`),
  *   `removalPolicy` (`retain` | `destroy`)
  * - `scheduledRefreshMinutes` (default 5): interval of the scheduled token refresh in whole minutes; 0 disables it
+ * - `federationIssuer` (turns federated credentials on: the account's outbound web identity issuer URL),
+ *   `federationAudiences`: audiences besides `api://AzureADTokenExchange`
  * - `vpcId` (looked up: needs the account and region, which the CLI sets from its credentials), `vpcSubnetIds`,
  *   `securityGroupIds`, `createVpcEndpoints` (`true` | `false`), `httpsProxy`: functions in a VPC
  *
@@ -98,6 +100,11 @@ export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: T
     );
   }
   const createVpcEndpoints = context.oneOf('createVpcEndpoints', ['true', 'false'] as const);
+  const federationIssuer = context.string('federationIssuer');
+  const federationAudiences = context.list('federationAudiences');
+  if (federationAudiences !== undefined && federationIssuer === undefined) {
+    throw new Error('context "federationAudiences" needs "federationIssuer" (which turns federation on)');
+  }
 
   const stack = new TokenBrokerStack(app, `TokenBroker-${stage}`, {
     env,
@@ -137,6 +144,10 @@ export function createTokenBrokerApp(props: AppProps = {}): { app: App; stack: T
             : undefined,
       createVpcEndpoints: createVpcEndpoints === undefined ? undefined : createVpcEndpoints === 'true',
       httpsProxy: context.string('httpsProxy'),
+      federation:
+        federationIssuer === undefined
+          ? undefined
+          : { issuer: federationIssuer, audiences: federationAudiences },
       scheduledRefresh:
         scheduledRefreshMinutes === undefined
           ? undefined

@@ -79,6 +79,13 @@ export class TokenBrokerStack extends Stack {
         'SNS topic of the alarms: subscribe to it (aws sns subscribe --topic-arn ... --protocol email ...)',
       value: this.broker.alarmTopic.topicArn,
     });
+    if (this.broker.federationSubject !== undefined) {
+      new CfnOutput(this, 'FederationSubject', {
+        description:
+          'Subject of the federated credential on each app registration (the role the token functions share)',
+        value: this.broker.federationSubject,
+      });
+    }
     new CfnOutput(this, 'SecretPrefix', {
       description: 'Secrets Manager name prefix of the service secrets',
       value: this.broker.secretPrefix,

@@ -25,6 +25,15 @@ export const BROKER_METRICS = [
 
 export type BrokerMetric = (typeof BROKER_METRICS)[number];
 
+/**
+ * A gauge the scheduled refresh emits once per service with a certificate (`certificate_not_after`): whole days
+ * until the certificate expires. The alarm watches its minimum over all services.
+ */
+export const CERTIFICATE_DAYS_TO_EXPIRY_METRIC = 'CertificateDaysToExpiry';
+
+/** Days before `certificate_not_after` at which the certificate-expiry alarm fires. */
+export const CERTIFICATE_EXPIRY_WARNING_DAYS = 30;
+
 /** CloudWatch namespace of the broker's metrics. */
 export const METRICS_NAMESPACE = 'TokenBroker';
 

@@ -93,6 +93,8 @@ export interface BrokerFunctionOptions {
   readonly memorySize: number;
   readonly timeout: Duration;
   readonly environment: Record<string, string>;
+  /** A role shared with another function (see credential-grants.ts); by default the function gets its own. */
+  readonly role?: iam.Role;
 }
 
 /** What every function of the broker is built with. */
@@ -118,6 +120,7 @@ export function brokerEnvironment(
     TOKEN_BROKER_SERVICES_TABLE: resources.servicesTableName,
     TOKEN_BROKER_TOKEN_CACHE_TABLE: resources.tokenCacheTableName,
     TOKEN_BROKER_SECRET_PREFIX: props.secretPrefix,
+    TOKEN_BROKER_INSTANCE_ID: props.namePrefix,
     TOKEN_BROKER_SECRET_KMS_KEY_ID: resources.keyArn,
     TOKEN_BROKER_TOKEN_KEY_ID: resources.keyArn,
     TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: props.allowedAuthorityHosts.join(','),
@@ -154,12 +157,15 @@ export function createBrokerFunction(
   const { props, storage, network } = context;
   const id = FUNCTION_IDS[name];
   const logGroup = createLogGroup(scope, `${id}FunctionLogs`, props, storage.key);
-  const role = new iam.Role(scope, `${id}FunctionRole`, {
-    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-    description: `Token Broker ${props.stage}: ${name} function`,
-  });
+  const shared = options.role !== undefined;
+  const role =
+    options.role ??
+    new iam.Role(scope, `${id}FunctionRole`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Token Broker ${props.stage}: ${name} function`,
+    });
   logGroup.grantWrite(role);
-  if (network) grantVpcAccess(role);
+  if (network && !shared) grantVpcAccess(role);
   const fn = new nodejs.NodejsFunction(scope, `${id}Function`, {
     entry: path.join(PROJECT_ROOT, 'functions', `${name}.ts`),
     handler: 'handler',
@@ -263,6 +269,8 @@ export function createBrokerFunctions(
   const refreshFunction = createBrokerFunction(scope, 'refresh', context, {
     ...common,
     description: 'Token Broker: refreshes cached tokens in use before they reach their refresh point',
+    // Federated services: STS names the caller's role as the token's subject, and the app registration trusts one.
+    role: props.federation ? (tokenFunction.role as iam.Role) : undefined,
     memorySize: props.tokenFunctionMemorySize,
     // Services are refreshed one after another, each within the Entra retry budget.
     timeout: Duration.minutes(5),

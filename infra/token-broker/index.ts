@@ -17,6 +17,7 @@ import {
   userTokenRoutes,
 } from '../../lib/execute-api-grants';
 import { createBrokerApi, executionLogGroupName } from './api';
+import { grantCredentials } from './credential-grants';
 import { createDeclaredServices } from './declared-services';
 import {
   AWS_CALLS_ALLOWANCE,
@@ -37,6 +38,7 @@ export type {
   BrokerEndpointType,
   BrokerLogLevel,
   DeclaredService,
+  FederationOptions,
   ScheduledRefreshOptions,
   TokenBrokerProps,
 } from './props';
@@ -78,6 +80,13 @@ export class TokenBroker extends Construct {
   readonly declaredServices?: CustomResource;
   /** The onEvent handler of {@link declaredServices}. */
   readonly declareServicesFunction?: nodejs.NodejsFunction;
+  /**
+   * With `federation`: the ARN of the role the token and refresh functions share, which STS names as the subject of
+   * their web identity tokens; the app registrations' federated credentials trust it.
+   */
+  readonly federationSubject?: string;
+  /** With `federation`: the account's outbound web identity issuer (the prop). */
+  readonly federationIssuer?: string;
   readonly api: apigw.RestApi;
   readonly accessLogGroup: logs.LogGroup;
   /** API Gateway's execution logs; undefined when `executionLogLevel` is OFF. */
@@ -111,6 +120,8 @@ export class TokenBroker extends Construct {
     this.delegatedFunction = functions.delegatedFunction;
     this.refreshFunction = functions.refreshFunction;
     this.refreshRule = functions.refreshRule;
+    this.federationSubject = grantCredentials(functions, resolved).federationSubject;
+    this.federationIssuer = resolved.federation?.issuer;
 
     if (resolved.services !== undefined && resolved.services.length > 0) {
       const declared = createDeclaredServices(this, context, resolved.services, permissions);

@@ -7,7 +7,12 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
-import { type BrokerMetric, METRICS_NAMESPACE } from '../../lib/metrics';
+import {
+  type BrokerMetric,
+  CERTIFICATE_DAYS_TO_EXPIRY_METRIC,
+  CERTIFICATE_EXPIRY_WARNING_DAYS,
+  METRICS_NAMESPACE,
+} from '../../lib/metrics';
 
 /** The CloudWatch metric the handlers emit (EMF) each time Entra fails a token request. */
 export const ENTRA_FAILURES_METRIC = {
@@ -144,8 +149,8 @@ export function createDashboard(scope: Construct, targets: MonitoredBroker): clo
 }
 
 /**
- * Alarms on API 5xx rate, function errors and throttles and Entra failures; alarm and OK notifications go to
- * `topic`.
+ * Alarms on API 5xx rate, function errors and throttles, Entra failures and (with the scheduled refresh, which
+ * measures it) certificates near expiry; alarm and OK notifications go to `topic`.
  */
 export function createAlarms(
   scope: Construct,
@@ -209,6 +214,25 @@ export function createAlarms(
       metric: targets.refreshFunction.metricErrors({ period, statistic: 'Sum' }),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+    });
+  }
+  if (targets.refreshFunction) {
+    // The scheduled refresh emits the gauge, one data point per service with a certificate; the minimum over an
+    // hour is the certificate closest to expiry. No certificates, no data: not breaching.
+    add('CertificateExpiryAlarm', 'certificate-expiry', {
+      alarmDescription:
+        `A service certificate expires in less than ${CERTIFICATE_EXPIRY_WARNING_DAYS} days: issue or upload the ` +
+        'next one, register it on the app registration, then make it the active certificate.',
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: CERTIFICATE_DAYS_TO_EXPIRY_METRIC,
+        dimensionsMap: { service: ENTRA_FAILURES_METRIC.service },
+        statistic: 'Minimum',
+        period: Duration.hours(1),
+      }),
+      threshold: CERTIFICATE_EXPIRY_WARNING_DAYS,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: 1,
     });
   }

@@ -14,8 +14,8 @@ export interface BrokerNetwork {
 /**
  * The functions' network in `props.vpc`, or undefined without one: their security groups and, unless turned off,
  * the endpoints that keep AWS traffic inside the VPC (DynamoDB through a gateway endpoint in the subnets' route
- * tables; Secrets Manager and KMS through interface endpoints with private DNS, reachable on 443 from the
- * functions only). Entra is not an AWS service: the subnets need a NAT gateway or `httpsProxy` for it.
+ * tables; Secrets Manager and KMS, and STS with `federation`, through interface endpoints with private DNS,
+ * reachable on 443 from the functions only). Entra is not an AWS service: the subnets need a NAT gateway or `httpsProxy` for it.
  */
 export function createNetwork(scope: Construct, props: ResolvedBrokerProps): BrokerNetwork | undefined {
   const { vpc } = props;
@@ -42,10 +42,14 @@ export function createNetwork(scope: Construct, props: ResolvedBrokerProps): Bro
     for (const group of securityGroups) {
       endpointsSecurityGroup.addIngressRule(group, ec2.Port.tcp(443), 'HTTPS from the broker functions');
     }
-    for (const [id, service] of [
+    const interfaceEndpoints: Array<[string, ec2.InterfaceVpcEndpointAwsService]> = [
       ['SecretsManagerEndpoint', ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER],
       ['KmsEndpoint', ec2.InterfaceVpcEndpointAwsService.KMS],
-    ] as const) {
+    ];
+    // Federated credentials: GetWebIdentityToken is served by the regional STS endpoints only (not the global one),
+    // which is where SDK v3 sends STS calls by default; with private DNS that regional name resolves to this endpoint.
+    if (props.federation) interfaceEndpoints.push(['StsEndpoint', ec2.InterfaceVpcEndpointAwsService.STS]);
+    for (const [id, service] of interfaceEndpoints) {
       new ec2.InterfaceVpcEndpoint(scope, id, {
         vpc,
         service,

@@ -25,6 +25,27 @@ export interface ScheduledRefreshOptions {
   readonly interval?: Duration;
 }
 
+/**
+ * Federated credentials (`credential_type: federated`): the token-fetching functions ask AWS STS for web identity
+ * tokens of their role (IAM outbound identity federation) and send them to Entra as client assertions. The account
+ * enables outbound federation once: `aws iam enable-outbound-web-identity-federation`.
+ */
+export interface FederationOptions {
+  /**
+   * The account's issuer URL, as `aws iam enable-outbound-web-identity-federation` (or
+   * `aws iam get-outbound-web-identity-federation-info`) prints it, exactly as the tokens' `iss` claim has it (https,
+   * no trailing slash). Becomes TOKEN_BROKER_FEDERATION_ISSUER: `GET /api/v2/system/federation` answers it.
+   */
+  readonly issuer: string;
+  /**
+   * Audiences besides `api://AzureADTokenExchange` that services may ask tokens for (`config.federation_audience`),
+   * for example a national cloud's `api://AzureADTokenExchangeUSGov` or `api://AzureADTokenExchangeChina`. IAM lets
+   * the functions get tokens for these audiences only.
+   * @default - `api://AzureADTokenExchange` only
+   */
+  readonly audiences?: string[];
+}
+
 /** A service declared in code (configuration as code); always references an existing secret by ARN. */
 export interface DeclaredService {
   /** Service name: `^[a-z][a-z0-9_-]{1,63}$`. */
@@ -256,6 +277,13 @@ export interface TokenBrokerProps {
    * @default - no proxy
    */
   readonly httpsProxy?: string;
+  /**
+   * Turns on federated credentials (no secret anywhere): the token and refresh functions share one role, whose ARN
+   * is the subject the app registrations trust (stack output `FederationSubject`), and may get STS web identity
+   * tokens for Entra's audiences only; with `vpc`, an STS interface endpoint is created too.
+   * @default - off: services cannot use `credential_type: federated`
+   */
+  readonly federation?: FederationOptions;
 }
 
 /** The props with every default filled in: what the builders read. */

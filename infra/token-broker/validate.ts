@@ -20,6 +20,7 @@ const STAGE_PATTERN = /^[a-z][a-z0-9-]{0,19}$/;
 /** Which prop sets each environment variable, so a refusal names what the operator wrote. */
 const PROP_OF_VARIABLE: Record<string, string> = {
   TOKEN_BROKER_SECRET_PREFIX: 'secretPrefix',
+  TOKEN_BROKER_INSTANCE_ID: 'namePrefix',
   TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: 'allowedAuthorityHosts',
   TOKEN_BROKER_ALLOWED_SECRET_ARNS: 'allowedSecretArns',
   TOKEN_BROKER_ENTRA_TIMEOUT_MS: 'entraTimeout',
@@ -40,6 +41,7 @@ export function validateProps(props: TokenBrokerProps): void {
     ...checkNetwork(resolved),
     ...checkScheduleAndLimits(resolved),
     ...checkServicesAndPolicies(resolved),
+    ...checkFederation(resolved),
   ];
   if (problems.length > 0) {
     throw new Error(`TokenBroker: invalid props:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
@@ -202,5 +204,50 @@ function checkServicesAndPolicies(props: ResolvedBrokerProps): string[] {
       ...problemsOf(() => references.assertAllowed(service.clientSecretArn, service.name), `${at}: `),
     );
   });
+  return problems;
+}
+
+/**
+ * The issuer is compared character for character with the tokens' `iss` claim by Entra, so it is taken as AWS
+ * prints it: an https URL without credentials, query, fragment or trailing slash. Audiences become IAM condition
+ * values (StringEquals: no wildcards).
+ */
+function checkFederation(props: ResolvedBrokerProps): string[] {
+  const { federation } = props;
+  if (federation === undefined) return [];
+  const problems: string[] = [];
+  const issuer = federation.issuer;
+  if (typeof issuer !== 'string' || issuer === '') {
+    problems.push(
+      'federation.issuer is required: the URL `aws iam get-outbound-web-identity-federation-info` prints',
+    );
+  } else if (!Token.isUnresolved(issuer)) {
+    let url: URL | undefined;
+    try {
+      url = new URL(issuer);
+    } catch {
+      // reported below
+    }
+    if (
+      url === undefined ||
+      url.protocol !== 'https:' ||
+      url.username !== '' ||
+      url.password !== '' ||
+      url.search !== '' ||
+      url.hash !== '' ||
+      issuer.endsWith('/')
+    ) {
+      problems.push(
+        `federation.issuer "${issuer}" must be the https issuer URL exactly as AWS prints it (no query, fragment or trailing slash)`,
+      );
+    }
+  }
+  for (const audience of literal(federation.audiences ?? [])) {
+    if (audience.trim() === '' || audience.length > 1000 || /[*?\s]/.test(audience)) {
+      problems.push(
+        `federation.audiences: "${audience}" must be a non-empty audience without spaces, "*" or "?"`,
+      );
+    }
+  }
   return problems;
 }

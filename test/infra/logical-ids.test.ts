@@ -83,6 +83,12 @@ const VARIANTS: Variant[] = [
   { name: 'a WAF web ACL', context: WAF, logGroups: ALWAYS },
   { name: 'callers in other accounts and the organisation', context: CROSS_ACCOUNT, logGroups: ALWAYS },
   {
+    name: 'federated credentials, functions in a VPC (an STS endpoint, one role for the token functions)',
+    context: { federationIssuer: 'https://0f1e2d3c.tokens.sts.global.api.aws', ...IN_VPC },
+    environment: IN_ACCOUNT,
+    logGroups: ALWAYS,
+  },
+  {
     name: 'all of them together, without the scheduled refresh',
     context: {
       stage: 'prod',

@@ -456,7 +456,7 @@ describe('two brokers in one stack (two stages)', () => {
     expect(new Set(names('AWS::KMS::Alias', 'AliasName'))).toEqual(
       new Set(['alias/token-broker-blue', 'alias/token-broker-green']),
     );
-    expect(new Set(names('AWS::CloudWatch::Alarm', 'AlarmName')).size).toBe(18);
+    expect(new Set(names('AWS::CloudWatch::Alarm', 'AlarmName')).size).toBe(20);
     expect([blue.secretPrefix, green.secretPrefix]).toEqual([
       'token-broker/blue/services/',
       'token-broker/green/services/',

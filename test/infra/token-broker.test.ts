@@ -281,6 +281,7 @@ describe('Lambda', () => {
         TOKEN_BROKER_SERVICES_TABLE: { Ref: ids.services },
         TOKEN_BROKER_TOKEN_CACHE_TABLE: { Ref: ids.cache },
         TOKEN_BROKER_SECRET_PREFIX: 'token-broker/dev/services/',
+        TOKEN_BROKER_INSTANCE_ID: 'token-broker-dev',
         TOKEN_BROKER_SECRET_KMS_KEY_ID: { 'Fn::GetAtt': [ids.key, 'Arn'] },
         TOKEN_BROKER_TOKEN_KEY_ID: { 'Fn::GetAtt': [ids.key, 'Arn'] },
         TOKEN_BROKER_ALLOWED_AUTHORITY_HOSTS: '',
@@ -509,7 +510,12 @@ describe('least privilege', () => {
 
   it('uses the KMS key only through DynamoDB, through Secrets Manager for secrets under the prefix, or to seal tokens', () => {
     for (const id of [ids.token, ids.admin, ids.refresh]) {
-      const statements = serviceStatements(id, 'kms');
+      // The signing keys of kms_certificate services (every key tagged for this broker) are another matter:
+      // test/infra/credentials-iam.test.ts.
+      const signingKeys = (s: StatementJson) =>
+        asArray(s.Action).includes('kms:CreateKey') ||
+        asArray(s.Resource).some((r) => renderArn(r).endsWith(':key/*'));
+      const statements = serviceStatements(id, 'kms').filter((s) => !signingKeys(s));
 
       expect(statements.length).toBeGreaterThan(0);
       for (const s of statements) {
@@ -553,12 +559,19 @@ describe('least privilege', () => {
     }
   });
 
-  it('uses "*" as a resource only for X-Ray, which has no resource-level permissions', () => {
+  it('uses "*" as a resource only for actions without resource types: X-Ray, and kms:CreateKey under conditions', () => {
     const wildcards = Object.values(resourcesOfType(template, 'AWS::IAM::Policy'))
       .flatMap((p) => asArray((p.Properties.PolicyDocument as { Statement: StatementJson[] }).Statement))
       .filter((s) => asArray(s.Resource).includes('*'));
+    const others = wildcards.filter((s) => !asArray(s.Action).every((a) => a.startsWith('xray:')));
 
-    expect(wildcards.flatMap((s) => asArray(s.Action)).filter((a) => !a.startsWith('xray:'))).toEqual([]);
+    expect(others.map((s) => s.Action)).toEqual(['kms:CreateKey']);
+    // The tag and key-spec conditions of test/infra/credentials-iam.test.ts.
+    expect(Object.keys(others[0]?.Condition ?? {}).sort()).toEqual([
+      'ForAllValues:StringEquals',
+      'Null',
+      'StringEquals',
+    ]);
   });
 
   it('attaches no AWS managed policy to any role', () => {
@@ -626,7 +639,7 @@ describe('operations', () => {
   it("notifies the broker's own alarm topic of every alarm and every return to OK when no topic is given", () => {
     const topicId = Object.keys(resourcesOfType(template, 'AWS::SNS::Topic'))[0] as string;
 
-    expect(alarms()).toHaveLength(9);
+    expect(alarms()).toHaveLength(10);
     for (const a of alarms()) {
       expect(a).toMatchObject({ AlarmActions: [{ Ref: topicId }], OKActions: [{ Ref: topicId }] });
     }
