@@ -67,8 +67,9 @@ const allStatements = (s: SynthesizedBroker): StatementJson[] =>
     asArray((p.Properties.PolicyDocument as { Statement: StatementJson[] }).Statement),
   );
 const environmentOf = (s: SynthesizedBroker, fn: Fn): Record<string, unknown> => {
-  const props = resourcesOfType(s.template, 'AWS::Lambda::Function')[functionId(s, fn)]?.Properties;
-  return (props?.Environment as { Variables: Record<string, unknown> }).Variables;
+  const resource = resourcesOfType(s.template, 'AWS::Lambda::Function')[functionId(s, fn)];
+  if (!resource) throw new Error(`no ${fn} function in the template`);
+  return (resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
 };
 /** A statement with its resources rendered, for exact comparison. */
 const rendered = (st: StatementJson) => ({ ...st, Resource: asArray(st.Resource).map(renderArn) });
