@@ -6,7 +6,7 @@ import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
 import { DynamoDbCreateJournal } from '../lib/create-journal';
 import { DEFAULT_FEDERATION_AUDIENCE, type WebIdentityTokenSource } from '../lib/credentials/federated';
 import { EntraTokenClient } from '../lib/entra-token-client';
-import { METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
+import { CERTIFICATE_DAYS_TO_EXPIRY_METRIC, METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
 import { DynamoDbRefreshCoordinator } from '../lib/refresh-coordinator';
 import { ScheduledRefresh } from '../lib/scheduled-refresh';
 import { SecretReferencePolicy } from '../lib/secret-reference';
@@ -143,6 +143,11 @@ export function createRuntime(): Runtime {
         cache,
         logger,
         retryBudgetMs: env.TOKEN_BROKER_ENTRA_RETRY_BUDGET_MS,
+        // The gauge the certificate-expiry alarm watches (infra/token-broker/monitoring.ts).
+        certificates: {
+          certificateDaysToExpiry: (days) =>
+            powertoolsMetrics.addMetric(CERTIFICATE_DAYS_TO_EXPIRY_METRIC, MetricUnit.NoUnit, days),
+        },
         ...windows,
       }),
     admin: new ServiceAdministration({

@@ -1,5 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
+import { type CertificateExpirySink, certificateExpiries } from './certificate-expiry';
 import type { ClientCredentialsFlow, ScheduledOutcome } from './client-credentials-flow';
+import { CERTIFICATE_EXPIRY_WARNING_DAYS } from './metrics';
 import { allowsClientCredentials, type ServiceRecord, scopesOf } from './service-config';
 import type { ServiceRegistry } from './service-registry';
 import type { CacheKey, TokenCache } from './token-cache';
@@ -35,6 +37,8 @@ export interface ScheduledRefreshOptions {
   usedWithinMs: number;
   /** Entra time one refresh may take (the request retry budget). */
   retryBudgetMs: number;
+  /** Receives the days left of every active service's certificate, once per run (the expiry alarm's gauge). */
+  certificates?: CertificateExpirySink;
   /** Refreshes running at once; default 4. */
   concurrency?: number;
   now?: () => number;
@@ -97,9 +101,9 @@ export class ScheduledRefresh {
     const { logger, horizonMs, retryBudgetMs } = this.options;
     const concurrency = this.options.concurrency ?? 4;
     const result: ScheduledRunResult = { services: 0, refreshed: 0, failed: 0, skipped: 0 };
-    const services = (await this.options.registry.list()).filter(
-      (s) => s.is_active && allowsClientCredentials(s.config),
-    );
+    const listed = await this.options.registry.list();
+    this.reportCertificates(listed);
+    const services = listed.filter((s) => s.is_active && allowsClientCredentials(s.config));
     result.services = services.length;
 
     const due: Array<{ service: ServiceRecord; key: CacheKey; refreshAt: number }> = [];
@@ -130,6 +134,23 @@ export class ScheduledRefresh {
       logger.warn('scheduled refresh ran out of time', { skipped: result.skipped, deadline });
     }
     return result;
+  }
+
+  /** Every active service's certificate: its days left to the sink, and a warning naming those near expiry. */
+  private reportCertificates(services: readonly ServiceRecord[]): void {
+    const expiries = certificateExpiries(services, this.now());
+    for (const { daysLeft } of expiries) this.options.certificates?.certificateDaysToExpiry(daysLeft);
+    const near = expiries.filter((e) => e.daysLeft < CERTIFICATE_EXPIRY_WARNING_DAYS);
+    if (near.length > 0) {
+      // Public facts only (names and dates): which certificates to replace before the alarm's 30 days run out.
+      this.options.logger.warn('certificates near expiry', {
+        certificates: near.map((e) => ({
+          serviceName: e.service,
+          notAfter: e.notAfter,
+          daysLeft: e.daysLeft,
+        })),
+      });
+    }
   }
 }
 
