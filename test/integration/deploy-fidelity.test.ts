@@ -8,8 +8,10 @@
  * policy in the template.
  *
  * The app is the VPC variant (`-c vpcId=... -c httpsProxy=...`, the VPC looked up from cached context, the account
- * and region the CLI's): the most that differs from a default deployment. Its functions reach Entra only through
- * the HTTPS proxy, here a CONNECT proxy on loopback.
+ * and region the CLI's) with federated credentials (`-c federationIssuer=...`): the most that differs from a default
+ * deployment. Its functions reach Entra only through the HTTPS proxy, here a CONNECT proxy on loopback, and get
+ * their web identity tokens from the local STS (local/sts-server.ts), through a recording proxy too: its calls are
+ * checked against the role's conditioned sts:GetWebIdentityToken statement (audience, algorithm, duration).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,6 +35,7 @@ import { type FunctionName, ROUTES } from '../../lib/routes';
 import { DEFAULT_MEMORY_BOUND_MS } from '../../lib/token-memory';
 import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from '../../local/kms-server';
 import { startSecretsManagerServer } from '../../local/secrets-manager-server';
+import { type RunningStsServer, startStsServer } from '../../local/sts-server';
 import { apiGatewayEvent, localLambdaContext } from '../fixtures/apigw-event';
 import { type ConnectProxy, startConnectProxy } from '../fixtures/connect-proxy';
 import { dynamoDbLocalClient, dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
@@ -54,6 +57,10 @@ const SERVICE = 'fidelity';
 /** A service whose client secret already exists outside the broker's prefix (config.client_secret_arn). */
 const REFERENCING_SERVICE = 'fidelity-byo';
 const SHARED_SECRETS = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:shared/entra/*`;
+/** A service with a federated credential: the token bundle sends an STS web identity token of its role. */
+const FEDERATED_SERVICE = 'fidelity-federated';
+/** What `aws iam enable-outbound-web-identity-federation` would have printed for this account. */
+const FEDERATION_ISSUER = 'https://7c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f.tokens.sts.global.api.aws';
 const TOKEN_RESOURCE = ROUTES.find((r) => r.function === 'token')?.resource as string;
 const ADMIN_RESOURCE = '/api/v2/system/service';
 
@@ -63,18 +70,23 @@ interface StoreCall {
   fn: FunctionName | 'outside';
   /** IAM action, e.g. `dynamodb:GetItem`. */
   action: string;
-  /** The DynamoDB table name or the secret ARN (or name) the call addressed. */
+  /** The DynamoDB table name or the secret ARN (or name) the call addressed; `*` for STS. */
   target: string;
   body: Json;
+  /** The IAM condition keys the call sets (STS: audience, signing algorithm, duration). */
+  context?: Record<string, string | string[]>;
 }
 
 const calls: StoreCall[] = [];
 let current: FunctionName | undefined;
 
-/** A proxy in front of a store that records each JSON-protocol call (X-Amz-Target) and forwards it untouched. */
+/**
+ * A proxy in front of a store that records each call and forwards it untouched: JSON protocol (X-Amz-Target) for
+ * DynamoDB and Secrets Manager, AWS Query (a form-encoded `Action`) for STS.
+ */
 async function startRecordingProxy(
   upstream: string,
-  service: 'dynamodb' | 'secretsmanager',
+  service: 'dynamodb' | 'secretsmanager' | 'sts',
 ): Promise<Server> {
   const target = new URL(upstream);
   const server = createServer((req, res) => {
@@ -82,10 +94,37 @@ async function startRecordingProxy(
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
-      const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? 'unknown';
-      const body = (raw.length > 0 ? JSON.parse(raw.toString('utf8')) : {}) as Json;
-      for (const addressed of addressedResources(service, body)) {
-        calls.push({ fn: current ?? 'outside', action: `${service}:${operation}`, target: addressed, body });
+      if (service === 'sts') {
+        const form = new URLSearchParams(raw.toString('utf8'));
+        const audiences = [...form.entries()]
+          .filter(([k]) => k.startsWith('Audience.member.'))
+          .map(([, v]) => v);
+        calls.push({
+          fn: current ?? 'outside',
+          action: `sts:${form.get('Action') ?? 'unknown'}`,
+          target: '*',
+          body: {},
+          context: {
+            'sts:IdentityTokenAudience': audiences,
+            ...(form.has('SigningAlgorithm')
+              ? { 'sts:SigningAlgorithm': form.get('SigningAlgorithm') as string }
+              : {}),
+            ...(form.has('DurationSeconds')
+              ? { 'sts:DurationSeconds': form.get('DurationSeconds') as string }
+              : {}),
+          },
+        });
+      } else {
+        const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? 'unknown';
+        const body = (raw.length > 0 ? JSON.parse(raw.toString('utf8')) : {}) as Json;
+        for (const addressed of addressedResources(service, body)) {
+          calls.push({
+            fn: current ?? 'outside',
+            action: `${service}:${operation}`,
+            target: addressed,
+            body,
+          });
+        }
       }
       const forward = httpRequest(
         { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
@@ -146,12 +185,48 @@ function arnMatches(pattern: string, arn: string): boolean {
 const asArray = <T>(value: T | T[] | undefined): T[] =>
   value === undefined ? [] : Array.isArray(value) ? value : [value];
 
+/**
+ * Whether a statement's Condition holds for a call's condition keys, for the operators the broker's policies use
+ * (IAM's semantics: a missing key fails StringEquals and NumericLessThanEquals, ForAllValues holds for every value
+ * of a multivalued key). Any other operator fails the test rather than passing it unseen.
+ */
+function conditionHolds(
+  condition: Record<string, Record<string, unknown>> | undefined,
+  context: Record<string, string | string[]>,
+): boolean {
+  return Object.entries(condition ?? {}).every(([operator, keys]) =>
+    Object.entries(keys).every(([key, expected]) => {
+      const allowed = asArray(expected as unknown).map(String);
+      const actual = context[key];
+      switch (operator) {
+        case 'StringEquals':
+          return (
+            actual !== undefined &&
+            asArray(actual).length === 1 &&
+            allowed.includes(asArray(actual)[0] as string)
+          );
+        case 'ForAllValues:StringEquals':
+          return asArray(actual).every((v) => allowed.includes(v));
+        case 'Null':
+          return (actual === undefined || asArray(actual).length === 0) === (allowed[0] === 'true');
+        case 'NumericLessThanEquals':
+          return actual !== undefined && Number(actual) <= Number(allowed[0]);
+        default:
+          throw new Error(`the fidelity check cannot evaluate ${operator}`);
+      }
+    }),
+  );
+}
+
 let workDir: string;
 let emulator: EntraEmulator;
 let entraProxy: ConnectProxy;
 let secrets: { url: string; close(): Promise<void> };
 let dynamoProxy: Server;
 let secretsProxy: Server;
+let sts: RunningStsServer | undefined;
+let stsProxy: Server;
+let federationSubject: string;
 let resources: Record<string, { Type: string; Properties: Json }>;
 const handlers = {} as Record<FunctionName, Handler>;
 const logicalIds = {} as Record<FunctionName, string>;
@@ -269,6 +344,7 @@ beforeAll(async () => {
       logLevel: 'WARN',
       vpcId: VPC_ID,
       httpsProxy: entraProxy.url,
+      federationIssuer: FEDERATION_ISSUER,
       ...vpcLookupContext(ACCOUNT, REGION, VPC_ID),
     },
     { outdir: path.join(workDir, 'cdk.out'), environment: { account: ACCOUNT, region: REGION } },
@@ -278,6 +354,13 @@ beforeAll(async () => {
   logicalIds.token = stack.getLogicalId(stack.broker.tokenFunction.node.defaultChild as CfnResource);
   logicalIds.admin = stack.getLogicalId(stack.broker.adminFunction.node.defaultChild as CfnResource);
   secretPrefix = stack.broker.secretPrefix;
+  // The role the token functions share: STS names it as the subject of their tokens.
+  const tokenFunction = resources[logicalIds.token] as { Properties: Json };
+  const tokenRoleId = (tokenFunction.Properties.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+  const roleArnOf = (id: string) => `arn:aws:iam::${ACCOUNT}:role/${id}`;
+  federationSubject = roleArnOf(tokenRoleId);
+  sts = await startStsServer({ roleArn: federationSubject, region: REGION });
+  stsProxy = await startRecordingProxy(sts.url, 'sts');
 
   // Tables exactly as the template defines them.
   const ddb = dynamoDbLocalClient();
@@ -313,6 +396,8 @@ beforeAll(async () => {
     if (typeof v.Ref === 'string' && tableNames[v.Ref]) return tableNames[v.Ref] as string;
     const getAtt = v['Fn::GetAtt'] as [string, string] | undefined;
     if (getAtt && getAtt[0] === keyId && getAtt[1] === 'Arn') return keyArn;
+    if (getAtt && resources[getAtt[0]]?.Type === 'AWS::IAM::Role' && getAtt[1] === 'Arn')
+      return roleArnOf(getAtt[0]);
     throw new Error(`no local stand-in for ${JSON.stringify(value)}`);
   };
 
@@ -347,6 +432,7 @@ beforeAll(async () => {
       AWS_ENDPOINT_URL_DYNAMODB: urlOf(dynamoProxy),
       AWS_ENDPOINT_URL_SECRETS_MANAGER: urlOf(secretsProxy),
       AWS_ENDPOINT_URL_KMS: (kms as { url: string }).url,
+      AWS_ENDPOINT_URL_STS: urlOf(stsProxy),
     });
     const assetDir = assetDirs.get((props.Code as { S3Key: string }).S3Key) as string;
     const [file, exportName] = (props.Handler as string).split('.') as [string, string];
@@ -366,6 +452,8 @@ afterAll(async () => {
     kms?.close(),
     dynamoProxy && closeServer(dynamoProxy),
     secretsProxy && closeServer(secretsProxy),
+    sts?.close(),
+    stsProxy && closeServer(stsProxy),
   ]);
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
@@ -502,6 +590,50 @@ describe('the bundles cdk deploy would upload, with the environment the template
     expect(failures?.service).toBe(ENTRA_FAILURES_METRIC.service);
   });
 
+  it("answers GET /api/v2/system/federation with the template's issuer and the token functions' role", async () => {
+    const response = await invoke(
+      'admin',
+      apiGatewayEvent({
+        method: 'GET',
+        resource: '/api/v2/system/federation',
+        path: '/api/v2/system/federation',
+      }),
+    );
+
+    expect(response.status).toBe(200);
+    expect(response.body).toEqual({
+      issuer: FEDERATION_ISSUER,
+      subject: federationSubject,
+      audience: 'api://AzureADTokenExchange',
+    });
+  });
+
+  it('serves a token for a federated service: the token bundle sends its STS web identity token to Entra', async () => {
+    const requestsBefore = emulator.tokenRequestCount;
+    const created = await invoke(
+      'admin',
+      apiGatewayEvent({
+        method: 'POST',
+        resource: ADMIN_RESOURCE,
+        path: ADMIN_RESOURCE,
+        body: { name: FEDERATED_SERVICE, config: { ...emulatorConfig(), credential_type: 'federated' } },
+      }),
+    );
+    // The app registration trusts the broker's role, as an administrator would set it up from the answer above
+    // (the issuer being the local STS, which serves its JWKS to the emulator).
+    emulator.addFederatedCredential(CLIENT_ID, {
+      issuer: (sts as RunningStsServer).issuer,
+      subject: federationSubject,
+      audience: 'api://AzureADTokenExchange',
+    });
+    const token = await invoke('token', tokenEvent('GET', FEDERATED_SERVICE));
+
+    expect(created.status).toBe(201);
+    expect(token.status).toBe(200);
+    expect(emulator.tokenRequestCount).toBe(requestsBefore + 1);
+    expect(calls.filter((c) => c.action === 'sts:GetWebIdentityToken' && c.fn === 'token')).toHaveLength(1);
+  });
+
   it("allows every store call each bundle made in that function's role policy", () => {
     const denied: string[] = [];
     for (const fn of ['admin', 'token'] as const) {
@@ -514,11 +646,13 @@ describe('the bundles cdk deploy would upload, with the environment the template
             asArray(r.Properties.Roles).some((ref) => (ref as Json).Ref === roleId),
         )
         .flatMap((r) => asArray((r.Properties.PolicyDocument as { Statement: Json[] }).Statement))
-        .filter((s) => s.Effect === 'Allow' && s.Condition === undefined);
-      const allowed = (action: string, target: string): boolean =>
+        .filter((s) => s.Effect === 'Allow');
+      // DynamoDB and Secrets Manager calls carry no condition keys here: only unconditional statements allow them.
+      const allowed = (action: string, target: string, context: StoreCall['context'] = {}): boolean =>
         statements.some(
           (s) =>
             asArray(s.Action as string | string[]).includes(action) &&
+            conditionHolds(s.Condition as Record<string, Record<string, unknown>> | undefined, context) &&
             asArray(s.Resource).some((resource) => {
               if (action.startsWith('dynamodb:')) {
                 const getAtt = (resource as Json)['Fn::GetAtt'] as [string, string] | undefined;
@@ -528,7 +662,8 @@ describe('the bundles cdk deploy would upload, with the environment the template
             }),
         );
       for (const call of calls.filter((c) => c.fn === fn)) {
-        if (!allowed(call.action, call.target)) denied.push(`${fn}: ${call.action} on ${call.target}`);
+        if (!allowed(call.action, call.target, call.context))
+          denied.push(`${fn}: ${call.action} on ${call.target}`);
         // CreateSecret with tags also needs TagResource.
         const tagged = call.action === 'secretsmanager:CreateSecret' && asArray(call.body.Tags).length > 0;
         if (tagged && !allowed('secretsmanager:TagResource', call.target))
@@ -538,6 +673,7 @@ describe('the bundles cdk deploy would upload, with the environment the template
 
     expect(calls.filter((c) => c.fn === 'token').length).toBeGreaterThan(0);
     expect(calls.filter((c) => c.fn === 'admin').length).toBeGreaterThan(0);
+    expect(calls.filter((c) => c.action === 'sts:GetWebIdentityToken')).not.toEqual([]);
     expect(denied).toEqual([]);
   });
 
