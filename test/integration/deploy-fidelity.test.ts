@@ -11,7 +11,9 @@
  * and region the CLI's) with federated credentials (`-c federationIssuer=...`): the most that differs from a default
  * deployment. Its functions reach Entra only through the HTTPS proxy, here a CONNECT proxy on loopback, and get
  * their web identity tokens from the local STS (local/sts-server.ts), through a recording proxy too: its calls are
- * checked against the role's conditioned sts:GetWebIdentityToken statement (audience, algorithm, duration).
+ * checked against the role's conditioned sts:GetWebIdentityToken statement (audience, algorithm, duration). The
+ * scheduled refresh bundle runs once as well: its store calls are checked the same way, and the gauge it emits
+ * must be the metric the template's certificate-expiry alarm watches.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,12 +33,14 @@ import type { CfnResource } from 'aws-cdk-lib';
 import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { ENTRA_FAILURES_METRIC } from '../../infra/token-broker';
+import { CERTIFICATE_DAYS_TO_EXPIRY_METRIC } from '../../lib/metrics';
 import { type FunctionName, ROUTES } from '../../lib/routes';
 import { DEFAULT_MEMORY_BOUND_MS } from '../../lib/token-memory';
 import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from '../../local/kms-server';
 import { startSecretsManagerServer } from '../../local/secrets-manager-server';
 import { type RunningStsServer, startStsServer } from '../../local/sts-server';
 import { apiGatewayEvent, localLambdaContext } from '../fixtures/apigw-event';
+import { createClientCertificate } from '../fixtures/client-certificates';
 import { type ConnectProxy, startConnectProxy } from '../fixtures/connect-proxy';
 import { dynamoDbLocalClient, dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { EntraEmulator } from '../fixtures/entra-emulator';
@@ -44,6 +48,8 @@ import { secretsManagerClient } from '../fixtures/secrets-manager';
 import { synthesizeBroker, vpcLookupContext } from '../infra/synth';
 
 type Handler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+/** The bundles this test loads: the API's token and admin functions, and the scheduled refresh. */
+type BundleName = FunctionName | 'refresh';
 type Json = Record<string, unknown>;
 
 /** What the local Secrets Manager writes into ARNs, and what the template's pseudo parameters stand for here. */
@@ -59,6 +65,9 @@ const REFERENCING_SERVICE = 'fidelity-byo';
 const SHARED_SECRETS = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:shared/entra/*`;
 /** A service with a federated credential: the token bundle sends an STS web identity token of its role. */
 const FEDERATED_SERVICE = 'fidelity-federated';
+/** A service with an imported certificate, whose days left the scheduled refresh reports. */
+const CERTIFICATE_SERVICE = 'fidelity-certificate';
+const DAY_MS = 24 * 60 * 60 * 1000;
 /** What `aws iam enable-outbound-web-identity-federation` would have printed for this account. */
 const FEDERATION_ISSUER = 'https://7c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f.tokens.sts.global.api.aws';
 const TOKEN_RESOURCE = ROUTES.find((r) => r.function === 'token')?.resource as string;
@@ -67,7 +76,7 @@ const ADMIN_RESOURCE = '/api/v2/system/service';
 /** One call a bundle made to a store, as the recording proxy saw it. */
 interface StoreCall {
   /** The function whose invocation made the call; `outside` for calls made between invocations. */
-  fn: FunctionName | 'outside';
+  fn: BundleName | 'outside';
   /** IAM action, e.g. `dynamodb:GetItem`. */
   action: string;
   /** The DynamoDB table name or the secret ARN (or name) the call addressed; `*` for STS. */
@@ -78,7 +87,7 @@ interface StoreCall {
 }
 
 const calls: StoreCall[] = [];
-let current: FunctionName | undefined;
+let current: BundleName | undefined;
 
 /**
  * A proxy in front of a store that records each call and forwards it untouched: JSON protocol (X-Amz-Target) for
@@ -228,8 +237,8 @@ let sts: RunningStsServer | undefined;
 let stsProxy: Server;
 let federationSubject: string;
 let resources: Record<string, { Type: string; Properties: Json }>;
-const handlers = {} as Record<FunctionName, Handler>;
-const logicalIds = {} as Record<FunctionName, string>;
+const handlers = {} as Record<BundleName, Handler>;
+const logicalIds = {} as Record<BundleName, string>;
 const tableNames: Record<string, string> = {};
 let keyArn: string;
 let localKeyArn: string;
@@ -277,6 +286,22 @@ async function invoke(fn: FunctionName, event: APIGatewayProxyEvent): Promise<In
     const result = await handlers[fn](event, localLambdaContext(`fidelity-${fn}`, timeoutMs));
     const body = JSON.parse(result.body) as Json;
     return { status: result.statusCode, body, headers: result.headers ?? {}, stdout, stderr };
+  } finally {
+    current = undefined;
+    for (const undo of restore) undo();
+  }
+}
+
+/** Runs the scheduled refresh bundle once, as its EventBridge rule would. */
+async function invokeRefresh(): Promise<{ result: Json; stdout: string[] }> {
+  const stdout: string[] = [];
+  const restore = [capture(process.stdout, stdout), capture(process.stderr, [])];
+  current = 'refresh';
+  try {
+    const timeoutMs = Number(resources[logicalIds.refresh]?.Properties.Timeout) * 1000;
+    const run = handlers.refresh as unknown as (event: unknown, context: Context) => Promise<Json>;
+    const result = await run({ source: 'aws.events' }, localLambdaContext('fidelity-refresh', timeoutMs));
+    return { result, stdout };
   } finally {
     current = undefined;
     for (const undo of restore) undo();
@@ -353,6 +378,7 @@ beforeAll(async () => {
   resources = (artifact.template as { Resources: typeof resources }).Resources;
   logicalIds.token = stack.getLogicalId(stack.broker.tokenFunction.node.defaultChild as CfnResource);
   logicalIds.admin = stack.getLogicalId(stack.broker.adminFunction.node.defaultChild as CfnResource);
+  logicalIds.refresh = stack.getLogicalId(stack.broker.refreshFunction?.node.defaultChild as CfnResource);
   secretPrefix = stack.broker.secretPrefix;
   // The role the token functions share: STS names it as the subject of their tokens.
   const tokenFunction = resources[logicalIds.token] as { Properties: Json };
@@ -414,7 +440,7 @@ beforeAll(async () => {
 
   const nativeRequire = process.getBuiltinModule('node:module').createRequire(__filename);
   let previous: string[] = [];
-  for (const fn of ['admin', 'token'] as const) {
+  for (const fn of ['admin', 'token', 'refresh'] as const) {
     const props = resources[logicalIds[fn]]?.Properties as Json;
     const variables = (props.Environment as { Variables: Json }).Variables;
     // NODE_OPTIONS only acts when a process starts, and this one is running already.
@@ -634,9 +660,51 @@ describe('the bundles cdk deploy would upload, with the environment the template
     expect(calls.filter((c) => c.action === 'sts:GetWebIdentityToken' && c.fn === 'token')).toHaveLength(1);
   });
 
+  it('emits CertificateDaysToExpiry from the refresh bundle exactly as the expiry alarm of the template watches it', async () => {
+    const certificate = await createClientCertificate({
+      notBefore: new Date(Date.now() - DAY_MS),
+      notAfter: new Date(Date.now() + 20 * DAY_MS + 3_600_000),
+    });
+    const created = await invoke(
+      'admin',
+      apiGatewayEvent({
+        method: 'POST',
+        resource: ADMIN_RESOURCE,
+        path: ADMIN_RESOURCE,
+        body: {
+          name: CERTIFICATE_SERVICE,
+          config: {
+            ...emulatorConfig(),
+            credential_type: 'certificate',
+            certificate: certificate.certificatePem,
+            private_key: certificate.privateKeyPem,
+          },
+        },
+      }),
+    );
+    const { result, stdout } = await invokeRefresh();
+    const alarm = Object.values(resources).find(
+      (r) =>
+        r.Type === 'AWS::CloudWatch::Alarm' && r.Properties.MetricName === CERTIFICATE_DAYS_TO_EXPIRY_METRIC,
+    )?.Properties as { Namespace: string; Dimensions: Array<{ Name: string; Value: string }> };
+    const emitted = stdout
+      .filter((line) => line.includes('"_aws"'))
+      .map((line) => JSON.parse(line) as Json)
+      .find((doc) => doc[CERTIFICATE_DAYS_TO_EXPIRY_METRIC] !== undefined);
+    type Emf = { CloudWatchMetrics?: Array<{ Namespace: string; Dimensions: string[][] }> };
+    const emf = (emitted?._aws as Emf | undefined)?.CloudWatchMetrics?.[0];
+
+    expect(created.status).toBe(201);
+    expect(result).toMatchObject({ failed: 0 });
+    expect(asArray(emitted?.[CERTIFICATE_DAYS_TO_EXPIRY_METRIC] as number | number[])).toEqual([20]);
+    expect(emf?.Namespace).toBe(alarm.Namespace);
+    expect(emf?.Dimensions).toContainEqual(alarm.Dimensions.map((d) => d.Name));
+    for (const d of alarm.Dimensions) expect(emitted?.[d.Name]).toBe(d.Value);
+  });
+
   it("allows every store call each bundle made in that function's role policy", () => {
     const denied: string[] = [];
-    for (const fn of ['admin', 'token'] as const) {
+    for (const fn of ['admin', 'token', 'refresh'] as const) {
       const fnProps = resources[logicalIds[fn]]?.Properties as Json;
       const roleId = (fnProps.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
       const statements = Object.values(resources)
@@ -673,6 +741,7 @@ describe('the bundles cdk deploy would upload, with the environment the template
 
     expect(calls.filter((c) => c.fn === 'token').length).toBeGreaterThan(0);
     expect(calls.filter((c) => c.fn === 'admin').length).toBeGreaterThan(0);
+    expect(calls.filter((c) => c.fn === 'refresh').length).toBeGreaterThan(0);
     expect(calls.filter((c) => c.action === 'sts:GetWebIdentityToken')).not.toEqual([]);
     expect(denied).toEqual([]);
   });
