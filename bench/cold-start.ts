@@ -1,6 +1,7 @@
 /**
  * Goal 1 of the benchmark: the token handler's cold start against a reference handler (bench/reference-handler.ts),
- * both bundled as the stack bundles its functions (infra/token-broker.ts LAMBDA_BUNDLING) and loaded in fresh
+ * both bundled as the stack bundles its functions (infra/token-broker/functions.ts lambdaBundling(): LAMBDA_BUNDLING,
+ * and for a broker without an HTTPS proxy, the default, its externals) and loaded in fresh
  * processes of the Lambda runtime's Node major. Module load is `require` plus everything the module builds at load
  * (clients, loggers, the runtime), wall time, median over the runs; the variants are interleaved so that a change
  * in the machine's load hits them alike.
@@ -9,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
-import { LAMBDA_BUNDLING } from '../infra/token-broker';
+import { lambdaBundling } from '../infra/token-broker/functions';
 import { node24Binary } from './node24';
 
 /** The environment the token handler validates at cold start; nothing is contacted while loading. */
@@ -64,6 +65,9 @@ function loadOnce(node: string, file: string, flags: string[]): Load {
   return JSON.parse(child.stdout.trim().split('\n').pop() as string) as Load;
 }
 
+/** The bundling of the default stack (no HTTPS proxy). */
+const BUNDLING = lambdaBundling(undefined);
+
 async function bundle(root: string, entry: string, outfile: string): Promise<number> {
   await build({
     entryPoints: [path.join(root, entry)],
@@ -71,10 +75,11 @@ async function bundle(root: string, entry: string, outfile: string): Promise<num
     bundle: true,
     platform: 'node',
     format: 'cjs',
-    target: LAMBDA_BUNDLING.target,
-    minify: LAMBDA_BUNDLING.minify,
-    sourcemap: LAMBDA_BUNDLING.sourceMap,
-    sourcesContent: LAMBDA_BUNDLING.sourcesContent,
+    target: BUNDLING.target,
+    minify: BUNDLING.minify,
+    sourcemap: BUNDLING.sourceMap,
+    sourcesContent: BUNDLING.sourcesContent,
+    external: [...(BUNDLING.externalModules ?? [])],
     logLevel: 'error',
   });
   return statSync(outfile).size;

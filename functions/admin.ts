@@ -13,6 +13,7 @@ import { ServiceNameSchema } from '../lib/service-config';
 import { parseOrThrow } from '../lib/validation';
 import { answerBeforeLambdaTimeout, type RequestBudget, requestBudget } from './request-budget';
 import { createRuntime } from './runtime';
+import { createTracer } from './tracing';
 
 const runtime = createRuntime();
 
@@ -112,7 +113,7 @@ function jsonBodyOnWrite(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyR
 }
 
 export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>(answerBeforeLambdaTimeout)
-  .use(captureLambdaHandler(runtime.tracer, { captureResponse: false }))
+  .use(captureLambdaHandler(createTracer(), { captureResponse: false }))
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
   .use(httpErrors({ logger: runtime.logger }))
   .use(allowedMethods())

@@ -1,12 +1,23 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { randomUUID } from 'node:crypto';
+import type { WebIdentityTokenOperations } from '../lib/credentials/sts-web-identity';
+import type { DynamoDbOperations } from '../lib/dynamodb';
+import type { SecretsManagerOperations } from '../lib/secret-store';
+import type { KmsDataKeys } from '../lib/token-encryption';
+import {
+  type AwsCredentials,
+  AwsJsonClient,
+  type AwsJsonService,
+  DYNAMODB_SERVICE,
+  KMS_SERVICE,
+  SECRETS_MANAGER_SERVICE,
+  STS_SERVICE,
+} from './aws-json';
 
 /**
- * How long one AWS call may take. Every AWS SDK client of the broker is built from {@link awsClientOptions}, so
- * that no call waits forever on an endpoint that accepts connections and never answers: in the pinned
- * `@smithy/node-http-handler`, `requestTimeout` alone only logs a warning, and aborts the request only together
- * with `throwOnRequestTimeout: true`.
+ * How long one AWS call may take, so that no call waits forever on an endpoint that accepts connections and never
+ * answers. The broker's own clients ({@link createAwsClients}, functions/aws-json.ts) enforce each limit; SDK
+ * clients built with {@link awsClientOptions} too (in the pinned `@smithy/node-http-handler`, `requestTimeout`
+ * alone only logs a warning, and aborts the request only together with `throwOnRequestTimeout: true`).
  */
 export interface AwsCallLimits {
   /** Time to establish the TCP (and TLS) connection. */
@@ -15,14 +26,14 @@ export interface AwsCallLimits {
   requestTimeoutMs: number;
   /** Longest silence on the socket while the response body arrives. */
   socketTimeoutMs: number;
-  /** Attempts in all (the SDK retries timeouts, throttling and 5xx with backoff). */
+  /** Attempts in all (timeouts, network failures, throttling and 5xx are retried with backoff). */
   maxAttempts: number;
 }
 
 /**
  * Limits per service. DynamoDB, Secrets Manager and KMS answer in milliseconds; two seconds without response
  * headers means trouble, and the flow degrades to memory. Worst case of one call: maxAttempts × (connection +
- * request) plus the SDK's backoff (< 1 s), about 5 s. The request's own budget (functions/request-budget.ts)
+ * request) plus the backoff (< 1 s), about 5 s. The request's own budget (functions/request-budget.ts)
  * bounds the sum of all calls of one request.
  */
 export const AWS_CALL_LIMITS = {
@@ -37,7 +48,10 @@ export const AWS_CALL_LIMITS = {
   sts: { connectionTimeoutMs: 1000, requestTimeoutMs: 2000, socketTimeoutMs: 2000, maxAttempts: 2 },
 } as const satisfies Record<string, AwsCallLimits>;
 
-/** The options every AWS SDK client of the broker is built with: bounded connection, request and retries. */
+/**
+ * The options an AWS SDK client is built with where the broker still uses the SDK (setup in local mode, the
+ * credential modules): bounded connection, request and retries, like {@link createAwsClients}.
+ */
 export function awsClientOptions(limits: AwsCallLimits) {
   return {
     maxAttempts: limits.maxAttempts,
@@ -50,28 +64,110 @@ export function awsClientOptions(limits: AwsCallLimits) {
   };
 }
 
-/** The broker's AWS clients. Endpoints come from `AWS_ENDPOINT_URL_<SERVICE>` (local mode, tests) or AWS. */
+/** The broker's AWS clients: the ports lib/ defines, on the JSON-protocol client of functions/aws-json.ts. */
 export interface AwsClients {
-  dynamodb: DynamoDBClient;
-  secretsManager: SecretsManagerClient;
-  kms: KMSClient;
+  dynamodb: DynamoDbOperations;
+  secretsManager: SecretsManagerOperations;
+  kms: KmsDataKeys;
+  /** For federated credentials (`AWS_ENDPOINT_URL_STS` in local mode; the regional endpoint GetWebIdentityToken needs). */
+  sts: WebIdentityTokenOperations;
+  /** Closes their kept-alive connections. */
+  destroy(): void;
 }
 
-/** Builds every AWS client the broker uses, each with its {@link AWS_CALL_LIMITS}. */
-export function createAwsClients(): AwsClients {
+/** Where and as whom the clients call; by default the environment (Lambda, local mode). */
+export interface AwsClientSettings {
+  /** One endpoint for every service (tests: a local server); default: `AWS_ENDPOINT_URL_<SERVICE>` or AWS. */
+  endpoint?: string;
+  region?: string;
+  credentials?: AwsCredentials;
+  /** Per-service limits; default {@link AWS_CALL_LIMITS}. */
+  limits?: Partial<Record<keyof typeof AWS_CALL_LIMITS, AwsCallLimits>>;
+}
+
+const bytes = (base64: string | undefined): Uint8Array | undefined =>
+  base64 === undefined ? undefined : Buffer.from(base64, 'base64');
+const base64 = (value: Uint8Array | undefined): string | undefined =>
+  value === undefined ? undefined : Buffer.from(value).toString('base64');
+
+/** The DynamoDB port of lib/dynamodb.ts on a JSON-protocol client: each operation is one call of its name. */
+export function dynamoDbOperations(client: AwsJsonClient): DynamoDbOperations {
   return {
-    dynamodb: new DynamoDBClient(awsClientOptions(AWS_CALL_LIMITS.dynamodb)),
-    secretsManager: new SecretsManagerClient(awsClientOptions(AWS_CALL_LIMITS.secretsManager)),
-    kms: new KMSClient(awsClientOptions(AWS_CALL_LIMITS.kms)),
+    getItem: (input, options) => client.call('GetItem', input, options),
+    putItem: (input, options) => client.call('PutItem', input, options),
+    updateItem: (input, options) => client.call('UpdateItem', input, options),
+    deleteItem: (input, options) => client.call('DeleteItem', input, options),
+    query: (input, options) => client.call('Query', input, options),
+    scan: (input, options) => client.call('Scan', input, options),
+    batchWriteItem: (input, options) => client.call('BatchWriteItem', input, options),
+  };
+}
+
+/** The KMS port of lib/token-encryption.ts: blobs travel base64 in the JSON protocol, bytes in lib. */
+export function kmsDataKeys(client: AwsJsonClient): KmsDataKeys {
+  return {
+    generateDataKey: async (input, options) => {
+      const out = await client.call<{ Plaintext?: string; CiphertextBlob?: string }>(
+        'GenerateDataKey',
+        input,
+        options,
+      );
+      return { Plaintext: bytes(out.Plaintext), CiphertextBlob: bytes(out.CiphertextBlob) };
+    },
+    decrypt: async (input, options) => {
+      const out = await client.call<{ Plaintext?: string }>(
+        'Decrypt',
+        { ...input, CiphertextBlob: base64(input.CiphertextBlob) },
+        options,
+      );
+      return { Plaintext: bytes(out.Plaintext) };
+    },
+  };
+}
+
+/** The STS port of lib/credentials/sts-web-identity.ts (AWS Query protocol: members come back as strings). */
+export function stsOperations(client: AwsJsonClient): WebIdentityTokenOperations {
+  return {
+    getWebIdentityToken: (input, options) => client.call('GetWebIdentityToken', input, options),
   };
 }
 
 /**
- * The STS client for federated credentials, loaded on first use (only federated services need it), with the same
- * bounded options. The SDK reads `AWS_ENDPOINT_URL_STS` (local mode); GetWebIdentityToken needs a regional
- * endpoint, which SDK v3 uses by default.
+ * The Secrets Manager port of lib/secret-store.ts. CreateSecret gets a `ClientRequestToken` unless given (the SDK
+ * fills in this idempotency token the same way), so that a retried attempt cannot create a second version.
  */
-export async function createStsClient() {
-  const { STSClient } = await import('@aws-sdk/client-sts');
-  return new STSClient(awsClientOptions(AWS_CALL_LIMITS.sts));
+export function secretsManagerOperations(client: AwsJsonClient): SecretsManagerOperations {
+  return {
+    createSecret: (input, options) =>
+      client.call('CreateSecret', { ClientRequestToken: randomUUID(), ...input }, options),
+    getSecretValue: (input, options) => client.call('GetSecretValue', input, options),
+    describeSecret: (input, options) => client.call('DescribeSecret', input, options),
+    deleteSecret: (input, options) => client.call('DeleteSecret', input, options),
+  };
+}
+
+/** Builds every AWS client the broker uses, each with its {@link AWS_CALL_LIMITS}. */
+export function createAwsClients(settings: AwsClientSettings = {}): AwsClients {
+  const client = (service: AwsJsonService, limits: AwsCallLimits) =>
+    new AwsJsonClient({
+      service,
+      limits,
+      endpoint: settings.endpoint,
+      region: settings.region,
+      credentials: settings.credentials,
+    });
+  const limits = { ...AWS_CALL_LIMITS, ...settings.limits };
+  const dynamodb = client(DYNAMODB_SERVICE, limits.dynamodb);
+  const secretsManager = client(SECRETS_MANAGER_SERVICE, limits.secretsManager);
+  const kms = client(KMS_SERVICE, limits.kms);
+  const sts = client(STS_SERVICE, limits.sts);
+  return {
+    dynamodb: dynamoDbOperations(dynamodb),
+    secretsManager: secretsManagerOperations(secretsManager),
+    kms: kmsDataKeys(kms),
+    sts: stsOperations(sts),
+    destroy: () => {
+      for (const c of [dynamodb, secretsManager, kms, sts]) c.destroy();
+    },
+  };
 }

@@ -1,6 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { AuthorityPolicy } from '../lib/authority';
 import { ConsentFlow } from '../lib/authorization-code/consent';
 import { DynamoDbConsentStateStore } from '../lib/authorization-code/consent-states';
@@ -18,6 +18,7 @@ import { DynamoDbTokenCache } from '../lib/token-cache';
 import { KmsEnvelopeEncryption } from '../lib/token-encryption';
 import { createAwsClients } from './aws-clients';
 import { type BrokerEnvironment, readEnvironment } from './config';
+import { createTracer } from './tracing';
 
 /** What the delegated handler needs, built once per container. */
 export interface DelegatedRuntime {
@@ -41,7 +42,7 @@ export function createDelegatedRuntime(): DelegatedRuntime {
   const env = { ...common, TOKEN_BROKER_USER_GRANTS_TABLE: grantsTable };
   const serviceName = process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker';
   const logger = new Logger({ serviceName });
-  const tracer = new Tracer({ serviceName });
+  const tracer = createTracer();
   const powertoolsMetrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName });
   const metrics: MetricsSink = {
     count: (name, value = 1) => powertoolsMetrics.addMetric(name, MetricUnit.Count, value),
@@ -49,8 +50,7 @@ export function createDelegatedRuntime(): DelegatedRuntime {
   };
   // The same bounded clients as the token and admin functions: no AWS call waits forever.
   const clients = createAwsClients();
-  const dynamodb = tracer.captureAWSv3Client(clients.dynamodb);
-  const kms = tracer.captureAWSv3Client(clients.kms);
+  const { dynamodb, kms } = clients;
   const registry = new DynamoDbServiceRegistry({
     client: dynamodb,
     tableName: env.TOKEN_BROKER_SERVICES_TABLE,
@@ -77,7 +77,7 @@ export function createDelegatedRuntime(): DelegatedRuntime {
     authority,
     credentials: new SecretCache({
       secrets: new SecretsManagerSecretStore({
-        client: tracer.captureAWSv3Client(clients.secretsManager),
+        client: clients.secretsManager,
         kmsKeyId: env.TOKEN_BROKER_SECRET_KMS_KEY_ID,
       }),
       ttlMs: 5 * 60_000,

@@ -5,6 +5,7 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { ScheduledRunResult } from '../lib/scheduled-refresh';
 import { createRuntime } from './runtime';
+import { createTracer } from './tracing';
 
 const runtime = createRuntime();
 
@@ -34,7 +35,7 @@ async function refreshDueTokens(_event: unknown, context: Context): Promise<Sche
 }
 
 export const handler = middy()
-  .use(captureLambdaHandler(runtime.tracer, { captureResponse: false }))
+  .use(captureLambdaHandler(createTracer(), { captureResponse: false }))
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
   .use(logMetrics(runtime.metrics))
   .handler(refreshDueTokens);

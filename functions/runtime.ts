@@ -1,10 +1,10 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { Tracer } from '@aws-lambda-powertools/tracer';
 import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
 import { DynamoDbCreateJournal } from '../lib/create-journal';
-import { DEFAULT_FEDERATION_AUDIENCE, type WebIdentityTokenSource } from '../lib/credentials/federated';
+import { DEFAULT_FEDERATION_AUDIENCE } from '../lib/credentials/federated';
+import { StsWebIdentityTokenSource } from '../lib/credentials/sts-web-identity';
 import { EntraTokenClient } from '../lib/entra-token-client';
 import { CERTIFICATE_DAYS_TO_EXPIRY_METRIC, METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
 import { DynamoDbRefreshCoordinator } from '../lib/refresh-coordinator';
@@ -16,22 +16,21 @@ import { DynamoDbServiceRegistry } from '../lib/service-registry';
 import { DynamoDbTokenCache } from '../lib/token-cache';
 import { KmsEnvelopeEncryption } from '../lib/token-encryption';
 import { TokenMemory } from '../lib/token-memory';
-import { createAwsClients, createStsClient } from './aws-clients';
+import { createAwsClients } from './aws-clients';
 import { type BrokerEnvironment, readEnvironment } from './config';
 
 /**
- * Everything a handler needs, built once per Lambda container (cold start) from the environment. The AWS SDK
- * clients (all from functions/aws-clients.ts, so every AWS call has a bounded time) read
- * `AWS_ENDPOINT_URL_DYNAMODB` / `_SECRETS_MANAGER` / `_KMS` themselves, which is how local mode and the tests
- * point these same production adapters at local servers.
+ * Everything a handler needs, built once per Lambda container (cold start) from the environment. The AWS clients
+ * (all from functions/aws-clients.ts, so every AWS call has a bounded time) read `AWS_ENDPOINT_URL_DYNAMODB` /
+ * `_SECRETS_MANAGER` / `_KMS`, which is how local mode and the tests point these same production adapters at
+ * local servers. No Powertools Tracer here: the token function does without it (README, "Performance"); the
+ * handlers that trace build their own (functions/tracing.ts).
  */
 export interface Runtime {
   env: BrokerEnvironment;
   logger: Logger;
   /** Powertools Metrics; handlers flush it with its middy middleware. */
   metrics: Metrics;
-  /** Powertools Tracer (X-Ray); off outside Lambda or with POWERTOOLS_TRACE_ENABLED=false. */
-  tracer: Tracer;
   flow: ClientCredentialsFlow;
   /** The token function's way to the flow: a per-instance memory tier in front of it (lib/token-memory.ts). */
   tokens: TokenMemory;
@@ -42,35 +41,13 @@ export interface Runtime {
   federation?: { issuer: string; subject: string; audience: string };
 }
 
-/**
- * The broker's web identity tokens, loaded on first use: @aws-sdk/client-sts and the adapter are imported only
- * when a federated service asks for a token, so the cold start of client_secret-only brokers does not grow.
- */
-function webIdentityLoader(tracer: Tracer): () => Promise<WebIdentityTokenSource> {
-  let loading: Promise<WebIdentityTokenSource> | undefined;
-  return () => {
-    loading ??= (async () => {
-      const [sts, { StsWebIdentityTokenSource }] = await Promise.all([
-        createStsClient(),
-        import('../lib/credentials/sts-web-identity'),
-      ]);
-      return new StsWebIdentityTokenSource(tracer.captureAWSv3Client(sts));
-    })().catch((error: unknown) => {
-      loading = undefined;
-      throw error;
-    });
-    return loading;
-  };
-}
-
 /** Builds the runtime from `process.env`; throws naming every missing or malformed variable. */
 export function createRuntime(): Runtime {
   const env = readEnvironment();
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME });
-  const tracer = new Tracer({ serviceName: env.POWERTOOLS_SERVICE_NAME });
   // Short, enforced timeouts: when DynamoDB hangs or refuses, the flow degrades to memory instead of holding callers.
   const clients = createAwsClients();
-  const dynamodb = tracer.captureAWSv3Client(clients.dynamodb);
+  const { dynamodb } = clients;
   const powertoolsMetrics = new Metrics({
     namespace: METRICS_NAMESPACE,
     serviceName: env.POWERTOOLS_SERVICE_NAME,
@@ -79,13 +56,13 @@ export function createRuntime(): Runtime {
     count: (name, value = 1) => powertoolsMetrics.addMetric(name, MetricUnit.Count, value),
     milliseconds: (name, value) => powertoolsMetrics.addMetric(name, MetricUnit.Milliseconds, value),
   };
-  const secretsManager = tracer.captureAWSv3Client(clients.secretsManager);
+  const { secretsManager } = clients;
   const registry = new DynamoDbServiceRegistry({
     client: dynamodb,
     tableName: env.TOKEN_BROKER_SERVICES_TABLE,
   });
   const sealer = new KmsEnvelopeEncryption({
-    client: tracer.captureAWSv3Client(clients.kms),
+    client: clients.kms,
     keyId: env.TOKEN_BROKER_TOKEN_KEY_ID,
   });
   const cache = new DynamoDbTokenCache({
@@ -120,7 +97,11 @@ export function createRuntime(): Runtime {
     secrets,
     entra,
     authority,
-    credentialSources: federation ? { webIdentity: webIdentityLoader(tracer) } : {},
+    // STS is asked only when a federated service needs a token; its client (functions/aws-json.ts) costs nothing
+    // at cold start, so nothing is loaded lazily here.
+    credentialSources: federation
+      ? { webIdentity: async () => new StsWebIdentityTokenSource(clients.sts) }
+      : {},
     logger,
     metrics,
     settings: {
@@ -133,7 +114,6 @@ export function createRuntime(): Runtime {
     env,
     logger,
     metrics: powertoolsMetrics,
-    tracer,
     federation,
     flow,
     scheduledRefresh: (windows) =>

@@ -1,6 +1,5 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import * as z from 'zod';
@@ -59,7 +58,6 @@ async function clientCredentials(
 }
 
 export const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>(answerBeforeLambdaTimeout)
-  .use(captureLambdaHandler(runtime.tracer, { captureResponse: false }))
   .use(injectLambdaContext(runtime.logger, { resetKeys: true }))
   .use(logMetrics(runtime.metrics))
   .use(httpErrors({ logger: runtime.logger }))

@@ -1,7 +1,8 @@
 /**
  * Options every store adapter call accepts. `signal` is the request's time budget: the handler derives it from
- * the Lambda context (functions/request-budget.ts) and lib passes it on to each AWS SDK call (`abortSignal`),
- * so that no call outlives the request. lib never reads the Lambda context itself.
+ * the Lambda context (functions/request-budget.ts) and lib passes it on to each AWS call (the ports of
+ * lib/dynamodb.ts, secret-store.ts, token-encryption.ts take these options), so that no call outlives the
+ * request. lib never reads the Lambda context itself.
  */
 export interface CallOptions {
   /** Aborts the call when the request's budget runs out; the call then fails with a StoreTimeoutError. */
@@ -13,7 +14,10 @@ export interface CallOptions {
   deadline?: number;
 }
 
-/** The SDK `send` options for a call: the abort signal, when there is one. */
+/** The AWS SDK `send` options for a call (for adapters on an SDK client): the abort signal, when there is one. */
 export function sendOptions(options: CallOptions | undefined): { abortSignal?: AbortSignal } {
   return options?.signal ? { abortSignal: options.signal } : {};
 }
+
+/** An AWS answer as the store ports return it: the service's own fields, without the SDK's response metadata. */
+export type AwsAnswer<T> = Omit<T, '$metadata'>;

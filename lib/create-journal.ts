@@ -1,11 +1,6 @@
-import {
-  type AttributeValue,
-  DeleteItemCommand,
-  type DynamoDBClient,
-  PutItemCommand,
-  ScanCommand,
-} from '@aws-sdk/client-dynamodb';
-import { type CallOptions, sendOptions } from './call-options';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { CallOptions } from './call-options';
+import type { DynamoDbOperations } from './dynamodb';
 import { storeFailure } from './errors';
 import { SERVICES_TABLE } from './tables';
 
@@ -39,7 +34,7 @@ export interface CreateJournal {
 }
 
 export interface DynamoDbCreateJournalOptions {
-  client: DynamoDBClient;
+  client: DynamoDbOperations;
   /** The services table: intents live beside the services, so the admin function needs no other table. */
   tableName: string;
 }
@@ -48,7 +43,7 @@ const s = (v: string): AttributeValue => ({ S: v });
 
 /** CreateJournal on the services table, one item per intent keyed `#create#<id>` (see lib/tables.ts). */
 export class DynamoDbCreateJournal implements CreateJournal {
-  private readonly client: DynamoDBClient;
+  private readonly client: DynamoDbOperations;
   private readonly tableName: string;
 
   constructor(options: DynamoDbCreateJournalOptions) {
@@ -62,8 +57,8 @@ export class DynamoDbCreateJournal implements CreateJournal {
 
   async begin(intent: CreateIntent, options?: CallOptions): Promise<void> {
     try {
-      await this.client.send(
-        new PutItemCommand({
+      await this.client.putItem(
+        {
           TableName: this.tableName,
           Item: {
             ...this.key(intent.id),
@@ -74,8 +69,8 @@ export class DynamoDbCreateJournal implements CreateJournal {
               })),
             },
           },
-        }),
-        sendOptions(options),
+        },
+        options,
       );
     } catch (error) {
       throw storeFailure('create journal write failed', error);
@@ -84,10 +79,7 @@ export class DynamoDbCreateJournal implements CreateJournal {
 
   async end(id: string, options?: CallOptions): Promise<void> {
     try {
-      await this.client.send(
-        new DeleteItemCommand({ TableName: this.tableName, Key: this.key(id) }),
-        sendOptions(options),
-      );
+      await this.client.deleteItem({ TableName: this.tableName, Key: this.key(id) }, options);
     } catch (error) {
       throw storeFailure('create journal delete failed', error);
     }
@@ -98,8 +90,8 @@ export class DynamoDbCreateJournal implements CreateJournal {
     let startKey: Record<string, AttributeValue> | undefined;
     try {
       do {
-        const out = await this.client.send(
-          new ScanCommand({
+        const out = await this.client.scan(
+          {
             TableName: this.tableName,
             ConsistentRead: true,
             FilterExpression: 'begins_with(#name, :journal) AND #expires < :now',
@@ -109,8 +101,8 @@ export class DynamoDbCreateJournal implements CreateJournal {
               ':now': { N: String(now) },
             },
             ExclusiveStartKey: startKey,
-          }),
-          sendOptions(options),
+          },
+          options,
         );
         for (const item of out.Items ?? []) {
           intents.push({

@@ -218,3 +218,8 @@ export function storeFailure(message: string, cause: unknown): StoreError {
     ? new StoreTimeoutError(message, { cause })
     : new StoreError(message, { cause });
 }
+
+/** Whether `error` is an AWS service's error of the given type (e.g. `ResourceNotFoundException`). */
+export function isAwsError(error: unknown, type: string): boolean {
+  return (error as { name?: unknown } | null)?.name === type;
+}

@@ -1,12 +1,6 @@
-import {
-  type AttributeValue,
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  type DynamoDBClient,
-  PutItemCommand,
-  QueryCommand,
-} from '@aws-sdk/client-dynamodb';
-import { type CallOptions, sendOptions } from './call-options';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { CallOptions } from './call-options';
+import { type DynamoDbOperations, isConditionalCheckFailure } from './dynamodb';
 import { storeFailure } from './errors';
 import { TOKEN_CACHE_TABLE } from './tables';
 import type { CacheKey } from './token-cache';
@@ -48,7 +42,7 @@ export interface CoordinationState {
 }
 
 export interface DynamoDbRefreshCoordinatorOptions {
-  client: DynamoDBClient;
+  client: DynamoDbOperations;
   tableName: string;
   now?: () => number;
 }
@@ -60,7 +54,7 @@ type Kind = 'lease' | 'cooldown' | 'throttled';
 
 /** RefreshCoordinator on the token cache table (conditional writes; no transactions). */
 export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
-  private readonly client: DynamoDBClient;
+  private readonly client: DynamoDbOperations;
   private readonly tableName: string;
   private readonly now: () => number;
 
@@ -92,8 +86,8 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
     try {
       // Timeline: A takes the lease (expires t+ttl). B, arriving before t+ttl, fails the condition and waits for
       // A's token. If A crashes, C arriving after t+ttl finds the lease expired and takes it over.
-      await this.client.send(
-        new PutItemCommand({
+      await this.client.putItem(
+        {
           TableName: this.tableName,
           Item: {
             ...this.key(key, 'lease'),
@@ -104,31 +98,31 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
           ConditionExpression: 'attribute_not_exists(#pk) OR #expires < :now',
           ExpressionAttributeNames: { '#pk': TOKEN_CACHE_TABLE.partitionKey, '#expires': 'lease_expires_at' },
           ExpressionAttributeValues: { ':now': { N: String(now) } },
-        }),
-        sendOptions(options),
+        },
+        options,
       );
       return true;
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
+      if (isConditionalCheckFailure(error)) return false;
       throw storeFailure('refresh lease write failed', error);
     }
   }
 
   async release(key: CacheKey, holder: string, options?: CallOptions): Promise<void> {
     try {
-      await this.client.send(
-        new DeleteItemCommand({
+      await this.client.deleteItem(
+        {
           TableName: this.tableName,
           Key: this.key(key, 'lease'),
           ConditionExpression: '#holder = :holder',
           ExpressionAttributeNames: { '#holder': 'holder' },
           ExpressionAttributeValues: { ':holder': { S: holder } },
-        }),
-        sendOptions(options),
+        },
+        options,
       );
     } catch (error) {
       // Someone took over an expired lease: it is theirs now.
-      if (error instanceof ConditionalCheckFailedException) return;
+      if (isConditionalCheckFailure(error)) return;
       throw storeFailure('refresh lease release failed', error);
     }
   }
@@ -153,10 +147,7 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
 
   private async put(what: string, options: CallOptions | undefined, item: Record<string, AttributeValue>) {
     try {
-      await this.client.send(
-        new PutItemCommand({ TableName: this.tableName, Item: item }),
-        sendOptions(options),
-      );
+      await this.client.putItem({ TableName: this.tableName, Item: item }, options);
     } catch (cause) {
       throw storeFailure(`${what} write failed`, cause);
     }
@@ -167,8 +158,8 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
     try {
       let startKey: Record<string, AttributeValue> | undefined;
       do {
-        const out = await this.client.send(
-          new QueryCommand({
+        const out = await this.client.query(
+          {
             TableName: this.tableName,
             KeyConditionExpression: '#pk = :service AND begins_with(#sk, :prefix)',
             ExpressionAttributeNames: {
@@ -181,8 +172,8 @@ export class DynamoDbRefreshCoordinator implements RefreshCoordinator {
             },
             ConsistentRead: true,
             ExclusiveStartKey: startKey,
-          }),
-          sendOptions(options),
+          },
+          options,
         );
         items.push(...(out.Items ?? []));
         startKey = out.LastEvaluatedKey;

@@ -1,13 +1,38 @@
-import {
-  CreateSecretCommand,
-  DeleteSecretCommand,
-  DescribeSecretCommand,
-  GetSecretValueCommand,
-  ResourceNotFoundException,
-  type SecretsManagerClient,
+import type {
+  CreateSecretCommandInput,
+  CreateSecretCommandOutput,
+  DeleteSecretCommandInput,
+  DeleteSecretCommandOutput,
+  DescribeSecretCommandInput,
+  DescribeSecretCommandOutput,
+  GetSecretValueCommandInput,
+  GetSecretValueCommandOutput,
 } from '@aws-sdk/client-secrets-manager';
-import { type CallOptions, sendOptions } from './call-options';
-import { storeFailure } from './errors';
+import type { AwsAnswer, CallOptions } from './call-options';
+import { isAwsError, storeFailure } from './errors';
+
+/**
+ * The Secrets Manager operations the broker uses, with the SDK's shapes (dates as in the JSON protocol: epoch
+ * seconds). The one production adapter is functions/aws-json.ts's JSON-protocol client (functions/aws-clients.ts).
+ */
+export interface SecretsManagerOperations {
+  createSecret(
+    input: CreateSecretCommandInput,
+    options?: CallOptions,
+  ): Promise<AwsAnswer<CreateSecretCommandOutput>>;
+  getSecretValue(
+    input: GetSecretValueCommandInput,
+    options?: CallOptions,
+  ): Promise<AwsAnswer<GetSecretValueCommandOutput>>;
+  describeSecret(
+    input: DescribeSecretCommandInput,
+    options?: CallOptions,
+  ): Promise<Omit<AwsAnswer<DescribeSecretCommandOutput>, 'DeletedDate'> & { DeletedDate?: unknown }>;
+  deleteSecret(
+    input: DeleteSecretCommandInput,
+    options?: CallOptions,
+  ): Promise<AwsAnswer<DeleteSecretCommandOutput>>;
+}
 
 /** What DescribeSecret tells about a secret: never its value. */
 export interface SecretDescription {
@@ -36,14 +61,14 @@ export interface SecretStore {
 }
 
 export interface SecretsManagerSecretStoreOptions {
-  client: SecretsManagerClient;
+  client: SecretsManagerOperations;
   /** KMS key for new secrets; Secrets Manager's AWS managed key when undefined. */
   kmsKeyId?: string;
 }
 
 /** SecretStore on AWS Secrets Manager. Secret values never appear in its errors. */
 export class SecretsManagerSecretStore implements SecretStore {
-  private readonly client: SecretsManagerClient;
+  private readonly client: SecretsManagerOperations;
   private readonly kmsKeyId?: string;
 
   constructor(options: SecretsManagerSecretStoreOptions) {
@@ -58,15 +83,15 @@ export class SecretsManagerSecretStore implements SecretStore {
     options?: CallOptions,
   ): Promise<string> {
     try {
-      const out = await this.client.send(
-        new CreateSecretCommand({
+      const out = await this.client.createSecret(
+        {
           Name: name,
           SecretString: value,
           KmsKeyId: this.kmsKeyId,
           Description: 'Entra client credential managed by Token Broker',
           Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
-        }),
-        sendOptions(options),
+        },
+        options,
       );
       if (!out.ARN) throw new Error('CreateSecret returned no ARN');
       return out.ARN;
@@ -77,7 +102,7 @@ export class SecretsManagerSecretStore implements SecretStore {
 
   async read(arn: string, options?: CallOptions): Promise<string> {
     try {
-      const out = await this.client.send(new GetSecretValueCommand({ SecretId: arn }), sendOptions(options));
+      const out = await this.client.getSecretValue({ SecretId: arn }, options);
       if (out.SecretString === undefined) throw new Error('secret has no SecretString');
       return out.SecretString;
     } catch (error) {
@@ -87,7 +112,7 @@ export class SecretsManagerSecretStore implements SecretStore {
 
   async describe(arn: string, options?: CallOptions): Promise<SecretDescription | undefined> {
     try {
-      const out = await this.client.send(new DescribeSecretCommand({ SecretId: arn }), sendOptions(options));
+      const out = await this.client.describeSecret({ SecretId: arn }, options);
       return {
         arn: out.ARN ?? '',
         name: out.Name ?? '',
@@ -95,24 +120,22 @@ export class SecretsManagerSecretStore implements SecretStore {
         deleted: out.DeletedDate !== undefined,
       };
     } catch (error) {
-      if (error instanceof ResourceNotFoundException) return undefined;
+      if (isAwsError(error, 'ResourceNotFoundException')) return undefined;
       throw storeFailure('describing the service secret failed', error);
     }
   }
 
   async delete(arn: string, options?: CallOptions & { recoveryWindowDays?: number }): Promise<void> {
     try {
-      await this.client.send(
-        new DeleteSecretCommand(
-          options?.recoveryWindowDays !== undefined
-            ? { SecretId: arn, RecoveryWindowInDays: options.recoveryWindowDays }
-            : { SecretId: arn, ForceDeleteWithoutRecovery: true },
-        ),
-        sendOptions(options),
+      await this.client.deleteSecret(
+        options?.recoveryWindowDays !== undefined
+          ? { SecretId: arn, RecoveryWindowInDays: options.recoveryWindowDays }
+          : { SecretId: arn, ForceDeleteWithoutRecovery: true },
+        options,
       );
     } catch (error) {
       // Already gone: deleting is idempotent (an undo may run twice, or after a partial create).
-      if (error instanceof ResourceNotFoundException) return;
+      if (isAwsError(error, 'ResourceNotFoundException')) return;
       throw storeFailure('deleting the service secret failed', error);
     }
   }

@@ -1,15 +1,8 @@
-import {
-  type AttributeValue,
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  type DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  ScanCommand,
-} from '@aws-sdk/client-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { Cloud } from './authority';
 import { delegatedConfigFromItem, delegatedConfigToItem } from './authorization-code/delegated-config';
-import { type CallOptions, sendOptions } from './call-options';
+import type { CallOptions } from './call-options';
+import { type DynamoDbOperations, isConditionalCheckFailure } from './dynamodb';
 import { ConflictError, type StoreError, storeFailure as wrapStoreFailure } from './errors';
 import type { ServiceRecord } from './service-config';
 import { SERVICES_TABLE } from './tables';
@@ -132,7 +125,7 @@ function atVersion(expected: string) {
 
 /** A failed optimistic write becomes a ConflictError; anything else a StoreError. */
 function versionConflictOr(error: unknown, name: string, operation: string): Error {
-  if (error instanceof ConditionalCheckFailedException) {
+  if (isConditionalCheckFailure(error)) {
     return new ConflictError(`service "${name}" was changed or deleted by another request; read it again`, {
       cause: error,
     });
@@ -141,13 +134,13 @@ function versionConflictOr(error: unknown, name: string, operation: string): Err
 }
 
 export interface DynamoDbServiceRegistryOptions {
-  client: DynamoDBClient;
+  client: DynamoDbOperations;
   tableName: string;
 }
 
 /** ServiceRegistry on a DynamoDB table keyed by service name (see lib/tables.ts). */
 export class DynamoDbServiceRegistry implements ServiceRegistry {
-  private readonly client: DynamoDBClient;
+  private readonly client: DynamoDbOperations;
   private readonly tableName: string;
 
   constructor(options: DynamoDbServiceRegistryOptions) {
@@ -157,14 +150,14 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
 
   async get(name: string, options?: CallOptions): Promise<ServiceRecord | undefined> {
     try {
-      const out = await this.client.send(
-        new GetItemCommand({
+      const out = await this.client.getItem(
+        {
           TableName: this.tableName,
           Key: { [SERVICES_TABLE.partitionKey]: s(name) },
           // A service just changed must not be served with its old configuration by any instance.
           ConsistentRead: true,
-        }),
-        sendOptions(options),
+        },
+        options,
       );
       return out.Item ? fromItem(out.Item) : undefined;
     } catch (error) {
@@ -174,17 +167,17 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
 
   async create(record: ServiceRecord, options?: CallOptions): Promise<void> {
     try {
-      await this.client.send(
-        new PutItemCommand({
+      await this.client.putItem(
+        {
           TableName: this.tableName,
           Item: toItem(record),
           ConditionExpression: 'attribute_not_exists(#name)',
           ExpressionAttributeNames: { '#name': SERVICES_TABLE.partitionKey },
-        }),
-        sendOptions(options),
+        },
+        options,
       );
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) {
+      if (isConditionalCheckFailure(error)) {
         throw new ConflictError(`a service named "${record.name}" already exists`, { cause: error });
       }
       throw storeFailure('write', error);
@@ -193,13 +186,13 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
 
   async replace(record: ServiceRecord, expectedVersion: string, options?: CallOptions): Promise<void> {
     try {
-      await this.client.send(
-        new PutItemCommand({
+      await this.client.putItem(
+        {
           TableName: this.tableName,
           Item: toItem(record),
           ...atVersion(expectedVersion),
-        }),
-        sendOptions(options),
+        },
+        options,
       );
     } catch (error) {
       throw versionConflictOr(error, record.name, 'write');
@@ -208,13 +201,13 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
 
   async delete(name: string, expectedVersion?: string, options?: CallOptions): Promise<void> {
     try {
-      await this.client.send(
-        new DeleteItemCommand({
+      await this.client.deleteItem(
+        {
           TableName: this.tableName,
           Key: { [SERVICES_TABLE.partitionKey]: s(name) },
           ...(expectedVersion !== undefined ? atVersion(expectedVersion) : {}),
-        }),
-        sendOptions(options),
+        },
+        options,
       );
     } catch (error) {
       throw versionConflictOr(error, name, 'delete');
@@ -226,9 +219,9 @@ export class DynamoDbServiceRegistry implements ServiceRegistry {
     let startKey: Record<string, AttributeValue> | undefined;
     try {
       do {
-        const out = await this.client.send(
-          new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
-          sendOptions(options),
+        const out = await this.client.scan(
+          { TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: startKey },
+          options,
         );
         for (const item of out.Items ?? []) {
           // Journal items of creates in progress live in the same table (lib/create-journal.ts).

@@ -1,15 +1,6 @@
-import {
-  type AttributeValue,
-  BatchWriteItemCommand,
-  ConditionalCheckFailedException,
-  type DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  QueryCommand,
-  UpdateItemCommand,
-  type WriteRequest,
-} from '@aws-sdk/client-dynamodb';
-import { type CallOptions, sendOptions } from './call-options';
+import type { AttributeValue, WriteRequest } from '@aws-sdk/client-dynamodb';
+import type { CallOptions } from './call-options';
+import { type DynamoDbOperations, isConditionalCheckFailure } from './dynamodb';
 import type { IssuedToken } from './entra-token-client';
 import { storeFailure } from './errors';
 import { TOKEN_CACHE_TABLE } from './tables';
@@ -102,7 +93,7 @@ export function isServable(token: Pick<CachedToken, 'expiresAt'>, now: number): 
 }
 
 export interface DynamoDbTokenCacheOptions {
-  client: DynamoDBClient;
+  client: DynamoDbOperations;
   tableName: string;
   now?: () => number;
   /**
@@ -123,7 +114,7 @@ const MAX_BATCH_ATTEMPTS = 5;
  * DynamoDB removes dead tokens; as TTL deletion runs lazily (hours late), reads check expiry themselves.
  */
 export class DynamoDbTokenCache implements TokenCache {
-  private readonly client: DynamoDBClient;
+  private readonly client: DynamoDbOperations;
   private readonly tableName: string;
   private readonly now: () => number;
   private readonly sealer?: TokenSealer;
@@ -155,13 +146,13 @@ export class DynamoDbTokenCache implements TokenCache {
   async get(key: CacheKey, options?: CallOptions): Promise<CachedToken | undefined> {
     let item: Record<string, AttributeValue> | undefined;
     try {
-      const out = await this.client.send(
-        new GetItemCommand({
+      const out = await this.client.getItem(
+        {
           TableName: this.tableName,
           Key: this.key(key.service, cacheSortKey(key)),
           ConsistentRead: true,
-        }),
-        sendOptions(options),
+        },
+        options,
       );
       item = out.Item;
     } catch (error) {
@@ -174,15 +165,15 @@ export class DynamoDbTokenCache implements TokenCache {
     let items: Record<string, AttributeValue>[];
     let complete: boolean;
     try {
-      const out = await this.client.send(
-        new QueryCommand({
+      const out = await this.client.query(
+        {
           TableName: this.tableName,
           KeyConditionExpression: '#pk = :service',
           ExpressionAttributeNames: { '#pk': TOKEN_CACHE_TABLE.partitionKey },
           ExpressionAttributeValues: { ':service': { S: service } },
           ConsistentRead: true,
-        }),
-        sendOptions(options),
+        },
+        options,
       );
       items = out.Items ?? [];
       complete = out.LastEvaluatedKey === undefined;
@@ -233,8 +224,8 @@ export class DynamoDbTokenCache implements TokenCache {
       // Timeline: A asks Entra at t1, B at t2 > t1 (A's lease expired, or A was frozen). B writes first; A's write
       // finds acquired_at = t2 > t1 and is refused. A clear at t3 leaves cleared_at = t3: A's token from t1 < t3
       // does not refill the cache, while a token asked for after the clear does.
-      await this.client.send(
-        new UpdateItemCommand({
+      await this.client.updateItem(
+        {
           TableName: this.tableName,
           Key: this.key(key.service, cacheSortKey(key)),
           UpdateExpression: `SET ${tokenSet}, #scope = :scope, acquired_at = :acquired, expires_at = :expires, refresh_at = :refresh, last_used_at = ${token.lastUsedAt === undefined ? 'if_not_exists(last_used_at, :acquired)' : ':used'}, #ttl = :ttl REMOVE cleared_at`,
@@ -250,32 +241,32 @@ export class DynamoDbTokenCache implements TokenCache {
             ...(token.lastUsedAt === undefined ? {} : { ':used': { N: String(token.lastUsedAt) } }),
             ':ttl': { N: String(Math.floor((token.expiresAt - EXPIRY_MARGIN_MS) / 1000)) },
           },
-        }),
-        sendOptions(options),
+        },
+        options,
       );
       return true;
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
+      if (isConditionalCheckFailure(error)) return false;
       throw storeFailure('token cache write failed', error);
     }
   }
 
   async touch(key: CacheKey, at: number, options?: CallOptions): Promise<void> {
     try {
-      await this.client.send(
-        new UpdateItemCommand({
+      await this.client.updateItem(
+        {
           TableName: this.tableName,
           Key: this.key(key.service, cacheSortKey(key)),
           UpdateExpression: 'SET #used = :at',
           ConditionExpression: 'attribute_exists(#pk)',
           ExpressionAttributeNames: { '#used': 'last_used_at', '#pk': TOKEN_CACHE_TABLE.partitionKey },
           ExpressionAttributeValues: { ':at': { N: String(at) } },
-        }),
-        sendOptions(options),
+        },
+        options,
       );
     } catch (error) {
       // Replaced or cleared meanwhile: nothing to record.
-      if (error instanceof ConditionalCheckFailedException) return;
+      if (isConditionalCheckFailure(error)) return;
       throw storeFailure('token cache touch failed', error);
     }
   }
@@ -286,8 +277,8 @@ export class DynamoDbTokenCache implements TokenCache {
     try {
       let startKey: Record<string, AttributeValue> | undefined;
       do {
-        const out = await this.client.send(
-          new QueryCommand({
+        const out = await this.client.query(
+          {
             TableName: this.tableName,
             KeyConditionExpression: '#pk = :service',
             ExpressionAttributeNames: {
@@ -298,8 +289,8 @@ export class DynamoDbTokenCache implements TokenCache {
             ProjectionExpression: '#pk, #sk, expires_at',
             ConsistentRead: true,
             ExclusiveStartKey: startKey,
-          }),
-          sendOptions(options),
+          },
+          options,
         );
         // Token items only: leases, cool-downs and throttles outlive a clear.
         for (const item of out.Items ?? []) {
@@ -323,9 +314,9 @@ export class DynamoDbTokenCache implements TokenCache {
         }));
         for (let attempt = 0; pending.length > 0; attempt++) {
           if (attempt === MAX_BATCH_ATTEMPTS) throw new Error('unprocessed deletes left after retries');
-          const out = await this.client.send(
-            new BatchWriteItemCommand({ RequestItems: { [this.tableName]: pending } }),
-            sendOptions(options),
+          const out = await this.client.batchWriteItem(
+            { RequestItems: { [this.tableName]: pending } },
+            options,
           );
           pending = out.UnprocessedItems?.[this.tableName] ?? [];
           if (pending.length > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
@@ -339,16 +330,16 @@ export class DynamoDbTokenCache implements TokenCache {
 
   /** Replaces the key's item with a cleared marker: no token, and `cleared_at` for {@link put}'s condition. */
   private async markCleared(key: CacheKey, clearedAt: number, options?: CallOptions): Promise<void> {
-    await this.client.send(
-      new PutItemCommand({
+    await this.client.putItem(
+      {
         TableName: this.tableName,
         Item: {
           ...this.key(key.service, cacheSortKey(key)),
           cleared_at: { N: String(clearedAt) },
           [TOKEN_CACHE_TABLE.ttlAttribute]: { N: String(Math.ceil((clearedAt + CLEARED_MARKER_MS) / 1000)) },
         },
-      }),
-      sendOptions(options),
+      },
+      options,
     );
   }
 }

@@ -1,7 +1,20 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { type CallOptions, sendOptions } from './call-options';
+import type { DecryptCommandInput, GenerateDataKeyCommandInput } from '@aws-sdk/client-kms';
+import type { CallOptions } from './call-options';
 import { StoreError, storeFailure } from './errors';
+
+/**
+ * The KMS operations of envelope encryption (this file and lib/authorization-code/sealer.ts), with the SDK's input
+ * shapes and binary fields as bytes. The one production adapter is functions/aws-json.ts's JSON-protocol client
+ * (functions/aws-clients.ts); errors are named like the SDK's (`TimeoutError`, `AbortError`, KMS's error types).
+ */
+export interface KmsDataKeys {
+  generateDataKey(
+    input: GenerateDataKeyCommandInput,
+    options?: CallOptions,
+  ): Promise<{ Plaintext?: Uint8Array; CiphertextBlob?: Uint8Array }>;
+  decrypt(input: DecryptCommandInput, options?: CallOptions): Promise<{ Plaintext?: Uint8Array }>;
+}
 
 /**
  * What a sealed token is bound to: opening it under any other context fails. The version binds it to one
@@ -29,7 +42,7 @@ export interface TokenSealer {
 }
 
 export interface KmsEnvelopeEncryptionOptions {
-  client: KMSClient;
+  client: KmsDataKeys;
   /** KMS key id, ARN or alias. */
   keyId: string;
   now?: () => number;
@@ -70,7 +83,7 @@ interface DataKey {
  * count and age, so most seals and opens need no KMS call.
  */
 export class KmsEnvelopeEncryption implements TokenSealer {
-  private readonly client: KMSClient;
+  private readonly client: KmsDataKeys;
   private readonly keyId: string;
   private readonly now: () => number;
   private readonly maxKeyAgeMs: number;
@@ -103,13 +116,13 @@ export class KmsEnvelopeEncryption implements TokenSealer {
       return cached;
     let out: { Plaintext?: Uint8Array; CiphertextBlob?: Uint8Array };
     try {
-      out = await this.client.send(
-        new GenerateDataKeyCommand({
+      out = await this.client.generateDataKey(
+        {
           KeyId: this.keyId,
           KeySpec: 'AES_256',
           EncryptionContext: encryptionContext(context),
-        }),
-        sendOptions(options),
+        },
+        options,
       );
     } catch (error) {
       throw storeFailure('generating a token data key failed', error);
@@ -148,13 +161,13 @@ export class KmsEnvelopeEncryption implements TokenSealer {
     if (cached && this.now() - cached.createdAt < this.maxKeyAgeMs) return cached.plaintext;
     let out: { Plaintext?: Uint8Array };
     try {
-      out = await this.client.send(
-        new DecryptCommand({
+      out = await this.client.decrypt(
+        {
           CiphertextBlob: Buffer.from(encryptedKey, 'base64'),
           EncryptionContext: encryptionContext(context),
           KeyId: this.keyId,
-        }),
-        sendOptions(options),
+        },
+        options,
       );
     } catch (error) {
       throw storeFailure('decrypting a token data key failed', error);

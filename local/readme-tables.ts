@@ -12,7 +12,7 @@ const LIBRARY_VARIABLES: ReadonlyArray<readonly [string[], string, string]> = [
   [
     ['AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ENDPOINT_URL_SECRETS_MANAGER', 'AWS_ENDPOINT_URL_KMS'],
     'AWS',
-    'Point the same adapters at local endpoints (read by the AWS SDK)',
+    'Point the same adapters at local endpoints (read by functions/aws-json.ts as by the AWS SDKs; `AWS_ENDPOINT_URL` for all)',
   ],
 ];
 

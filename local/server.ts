@@ -13,8 +13,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { createAwsClients } from '../functions/aws-clients';
+import { AWS_CALL_LIMITS, awsClientOptions } from '../functions/aws-clients';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../lib/errors';
 import { errorResponse } from '../lib/http';
 import { type FunctionName, matchRoute } from '../lib/routes';
@@ -149,15 +151,19 @@ async function main(): Promise<void> {
     closers.push(() => sts.close());
     log(`embedded STS (web identity tokens) issuer ${sts.issuer}, role ${sts.roleArn}`);
   }
-  // Cached tokens are sealed with a KMS key: locally, one the embedded (or configured) KMS endpoint holds.
-  const clients = createAwsClients();
-  process.env.TOKEN_BROKER_TOKEN_KEY_ID ??= await ensureLocalKey(clients.kms, LOCAL_KMS_KEY_ALIAS);
+  // Cached tokens are sealed with a KMS key: locally, one the embedded (or configured) KMS endpoint holds. Setup
+  // only (CreateKey, CreateTable): the handlers use their own clients (functions/aws-clients.ts).
+  const kmsSetup = new KMSClient(awsClientOptions(AWS_CALL_LIMITS.kms));
+  process.env.TOKEN_BROKER_TOKEN_KEY_ID ??= await ensureLocalKey(kmsSetup, LOCAL_KMS_KEY_ALIAS);
+  kmsSetup.destroy();
 
-  await ensureTables(clients.dynamodb, {
+  const dynamoDbSetup = new DynamoDBClient(awsClientOptions(AWS_CALL_LIMITS.dynamodb));
+  await ensureTables(dynamoDbSetup, {
     servicesTable: process.env.TOKEN_BROKER_SERVICES_TABLE,
     tokenCacheTable: process.env.TOKEN_BROKER_TOKEN_CACHE_TABLE,
     userGrantsTable: process.env.TOKEN_BROKER_USER_GRANTS_TABLE,
   });
+  dynamoDbSetup.destroy();
 
   const seed = seedServiceFromEnvironment(process.env);
   if (seed) {

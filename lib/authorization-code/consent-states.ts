@@ -1,11 +1,6 @@
 import { createHash } from 'node:crypto';
-import {
-  type AttributeValue,
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  type DynamoDBClient,
-  PutItemCommand,
-} from '@aws-sdk/client-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { type DynamoDbOperations, isConditionalCheckFailure } from '../dynamodb';
 import { StoreError } from '../errors';
 import { USER_GRANTS_TABLE } from '../tables';
 import type { SealedValue } from './sealer';
@@ -35,10 +30,10 @@ export type ConsumedState = { found: true; state: ConsentState } | { found: fals
  * exactly one gets it.
  */
 export class DynamoDbConsentStateStore {
-  private readonly client: DynamoDBClient;
+  private readonly client: DynamoDbOperations;
   private readonly tableName: string;
 
-  constructor(options: { client: DynamoDBClient; tableName: string }) {
+  constructor(options: { client: DynamoDbOperations; tableName: string }) {
     this.client = options.client;
     this.tableName = options.tableName;
   }
@@ -54,18 +49,16 @@ export class DynamoDbConsentStateStore {
   /** Stores a new state; fails (StoreError) if the same state somehow exists already. */
   async put(state: string, record: ConsentState): Promise<void> {
     try {
-      await this.client.send(
-        new PutItemCommand({
-          TableName: this.tableName,
-          Item: {
-            ...this.key(state),
-            record: { S: JSON.stringify(record) },
-            [USER_GRANTS_TABLE.ttlAttribute]: { N: String(Math.ceil(record.expiresAt / 1000) + 60) },
-          },
-          ConditionExpression: 'attribute_not_exists(#pk)',
-          ExpressionAttributeNames: { '#pk': USER_GRANTS_TABLE.partitionKey },
-        }),
-      );
+      await this.client.putItem({
+        TableName: this.tableName,
+        Item: {
+          ...this.key(state),
+          record: { S: JSON.stringify(record) },
+          [USER_GRANTS_TABLE.ttlAttribute]: { N: String(Math.ceil(record.expiresAt / 1000) + 60) },
+        },
+        ConditionExpression: 'attribute_not_exists(#pk)',
+        ExpressionAttributeNames: { '#pk': USER_GRANTS_TABLE.partitionKey },
+      });
     } catch (error) {
       throw new StoreError('consent state write failed', { cause: error });
     }
@@ -79,20 +72,18 @@ export class DynamoDbConsentStateStore {
     try {
       // Timeline: callbacks A and B carry the same state. A's delete matches and returns the item; B's delete
       // finds nothing, fails the condition and B is told the state was already used.
-      const out = await this.client.send(
-        new DeleteItemCommand({
-          TableName: this.tableName,
-          Key: this.key(state),
-          ConditionExpression: 'attribute_exists(#pk)',
-          ExpressionAttributeNames: { '#pk': USER_GRANTS_TABLE.partitionKey },
-          ReturnValues: 'ALL_OLD',
-        }),
-      );
+      const out = await this.client.deleteItem({
+        TableName: this.tableName,
+        Key: this.key(state),
+        ConditionExpression: 'attribute_exists(#pk)',
+        ExpressionAttributeNames: { '#pk': USER_GRANTS_TABLE.partitionKey },
+        ReturnValues: 'ALL_OLD',
+      });
       const text = out.Attributes?.record?.S;
       if (!text) return { found: false };
       return { found: true, state: JSON.parse(text) as ConsentState };
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return { found: false };
+      if (isConditionalCheckFailure(error)) return { found: false };
       throw new StoreError('consent state read failed', { cause: error });
     }
   }

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { StoreError } from '../errors';
+import type { KmsDataKeys } from '../token-encryption';
 
 /** Why a value is sealed; part of the KMS encryption context, so IAM can condition on it (infra/). */
 export type SealPurpose = 'token-broker:refresh-token' | 'token-broker:pkce-verifier';
@@ -37,10 +37,10 @@ function encryptionContext(context: UserSealContext): Record<string, string> {
  * written about once an hour per user and verifiers once per consent, so no data-key cache is worth its risk.
  */
 export class KmsUserSecretSealer implements UserSecretSealer {
-  private readonly client: KMSClient;
+  private readonly client: KmsDataKeys;
   private readonly keyId: string;
 
-  constructor(options: { client: KMSClient; keyId: string }) {
+  constructor(options: { client: KmsDataKeys; keyId: string }) {
     this.client = options.client;
     this.keyId = options.keyId;
   }
@@ -48,13 +48,11 @@ export class KmsUserSecretSealer implements UserSecretSealer {
   async seal(value: string, context: UserSealContext): Promise<SealedValue> {
     let out: { Plaintext?: Uint8Array; CiphertextBlob?: Uint8Array };
     try {
-      out = await this.client.send(
-        new GenerateDataKeyCommand({
-          KeyId: this.keyId,
-          KeySpec: 'AES_256',
-          EncryptionContext: encryptionContext(context),
-        }),
-      );
+      out = await this.client.generateDataKey({
+        KeyId: this.keyId,
+        KeySpec: 'AES_256',
+        EncryptionContext: encryptionContext(context),
+      });
     } catch (error) {
       throw new StoreError('generating a data key failed', { cause: error });
     }
@@ -72,13 +70,11 @@ export class KmsUserSecretSealer implements UserSecretSealer {
   async open(sealed: SealedValue, context: UserSealContext): Promise<string> {
     let out: { Plaintext?: Uint8Array };
     try {
-      out = await this.client.send(
-        new DecryptCommand({
-          CiphertextBlob: Buffer.from(sealed.encryptedKey, 'base64'),
-          EncryptionContext: encryptionContext(context),
-          KeyId: this.keyId,
-        }),
-      );
+      out = await this.client.decrypt({
+        CiphertextBlob: Buffer.from(sealed.encryptedKey, 'base64'),
+        EncryptionContext: encryptionContext(context),
+        KeyId: this.keyId,
+      });
     } catch (error) {
       throw new StoreError('decrypting a data key failed', { cause: error });
     }

@@ -1,13 +1,5 @@
-import {
-  type AttributeValue,
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  type DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  QueryCommand,
-  UpdateItemCommand,
-} from '@aws-sdk/client-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { type DynamoDbOperations, isConditionalCheckFailure } from '../dynamodb';
 import { StoreError } from '../errors';
 import { USER_GRANTS_TABLE } from '../tables';
 import type { SealedValue } from './sealer';
@@ -41,10 +33,10 @@ export type RotationOutcome = 'stored' | 'superseded';
  * `generation`, so a refresh token redeemed from a stale read can never overwrite a newer one.
  */
 export class DynamoDbUserGrantStore {
-  private readonly client: DynamoDBClient;
+  private readonly client: DynamoDbOperations;
   private readonly tableName: string;
 
-  constructor(options: { client: DynamoDBClient; tableName: string }) {
+  constructor(options: { client: DynamoDbOperations; tableName: string }) {
     this.client = options.client;
     this.tableName = options.tableName;
   }
@@ -59,13 +51,11 @@ export class DynamoDbUserGrantStore {
   /** The grant of a user, read consistently; undefined when the user never consented or was forgotten. */
   async get(service: string, userKey: string): Promise<UserGrant | undefined> {
     try {
-      const out = await this.client.send(
-        new GetItemCommand({
-          TableName: this.tableName,
-          Key: this.key(service, userKey),
-          ConsistentRead: true,
-        }),
-      );
+      const out = await this.client.getItem({
+        TableName: this.tableName,
+        Key: this.key(service, userKey),
+        ConsistentRead: true,
+      });
       return out.Item ? decode(out.Item) : undefined;
     } catch (error) {
       throw new StoreError('user grant read failed', { cause: error });
@@ -75,7 +65,7 @@ export class DynamoDbUserGrantStore {
   /** Stores a new consent, replacing any earlier grant of the same user. */
   async put(grant: UserGrant): Promise<void> {
     try {
-      await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: encode(grant) }));
+      await this.client.putItem({ TableName: this.tableName, Item: encode(grant) });
     } catch (error) {
       throw new StoreError('user grant write failed', { cause: error });
     }
@@ -103,24 +93,22 @@ export class DynamoDbUserGrantStore {
       values[':dk'] = { S: refreshToken.encryptedKey };
     }
     try {
-      await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: this.key(grant.service, grant.userKey),
-          UpdateExpression: `SET ${set.join(', ')}`,
-          ConditionExpression: '#gen = :expected AND #grant = :grant',
-          ExpressionAttributeNames: {
-            '#gen': 'generation',
-            '#grant': 'grant_id',
-            '#refreshed': 'last_refreshed_at',
-            ...(refreshToken ? { '#rt': 'sealed_refresh_token', '#dk': 'data_key' } : {}),
-          },
-          ExpressionAttributeValues: values,
-        }),
-      );
+      await this.client.updateItem({
+        TableName: this.tableName,
+        Key: this.key(grant.service, grant.userKey),
+        UpdateExpression: `SET ${set.join(', ')}`,
+        ConditionExpression: '#gen = :expected AND #grant = :grant',
+        ExpressionAttributeNames: {
+          '#gen': 'generation',
+          '#grant': 'grant_id',
+          '#refreshed': 'last_refreshed_at',
+          ...(refreshToken ? { '#rt': 'sealed_refresh_token', '#dk': 'data_key' } : {}),
+        },
+        ExpressionAttributeValues: values,
+      });
       return 'stored';
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return 'superseded';
+      if (isConditionalCheckFailure(error)) return 'superseded';
       throw new StoreError('user grant rotation failed', { cause: error });
     }
   }
@@ -128,23 +116,21 @@ export class DynamoDbUserGrantStore {
   /** Removes the grant; with `grantId`, only if it is still that consent's (a dead token must not remove a newer one). */
   async delete(service: string, userKey: string, grantId?: string): Promise<boolean> {
     try {
-      const out = await this.client.send(
-        new DeleteItemCommand({
-          TableName: this.tableName,
-          Key: this.key(service, userKey),
-          ReturnValues: 'ALL_OLD',
-          ...(grantId !== undefined
-            ? {
-                ConditionExpression: '#grant = :grant',
-                ExpressionAttributeNames: { '#grant': 'grant_id' },
-                ExpressionAttributeValues: { ':grant': { S: grantId } },
-              }
-            : {}),
-        }),
-      );
+      const out = await this.client.deleteItem({
+        TableName: this.tableName,
+        Key: this.key(service, userKey),
+        ReturnValues: 'ALL_OLD',
+        ...(grantId !== undefined
+          ? {
+              ConditionExpression: '#grant = :grant',
+              ExpressionAttributeNames: { '#grant': 'grant_id' },
+              ExpressionAttributeValues: { ':grant': { S: grantId } },
+            }
+          : {}),
+      });
       return out.Attributes !== undefined;
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
+      if (isConditionalCheckFailure(error)) return false;
       throw new StoreError('user grant removal failed', { cause: error });
     }
   }
@@ -155,16 +141,14 @@ export class DynamoDbUserGrantStore {
     try {
       let startKey: Record<string, AttributeValue> | undefined;
       do {
-        const out = await this.client.send(
-          new QueryCommand({
-            TableName: this.tableName,
-            KeyConditionExpression: '#pk = :service',
-            ExpressionAttributeNames: { '#pk': USER_GRANTS_TABLE.partitionKey },
-            ExpressionAttributeValues: { ':service': { S: service } },
-            ConsistentRead: true,
-            ExclusiveStartKey: startKey,
-          }),
-        );
+        const out = await this.client.query({
+          TableName: this.tableName,
+          KeyConditionExpression: '#pk = :service',
+          ExpressionAttributeNames: { '#pk': USER_GRANTS_TABLE.partitionKey },
+          ExpressionAttributeValues: { ':service': { S: service } },
+          ConsistentRead: true,
+          ExclusiveStartKey: startKey,
+        });
         for (const item of out.Items ?? []) {
           const grant = decode(item);
           if (grant) grants.push(grant);

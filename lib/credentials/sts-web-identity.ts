@@ -1,29 +1,38 @@
-import { GetWebIdentityTokenCommand, type STSClient } from '@aws-sdk/client-sts';
+import type { GetWebIdentityTokenCommandInput } from '@aws-sdk/client-sts';
+import type { CallOptions } from '../call-options';
 import { CredentialUnavailableError } from '../errors';
 import type { WebIdentityTokenSource } from './federated';
 
 /**
+ * The STS operation the broker uses, with the SDK's input shape. The one production adapter is functions/aws-json.ts's
+ * client (functions/aws-clients.ts); errors are named by STS's error code.
+ */
+export interface WebIdentityTokenOperations {
+  getWebIdentityToken(
+    input: GetWebIdentityTokenCommandInput,
+    options?: CallOptions,
+  ): Promise<{ WebIdentityToken?: string }>;
+}
+
+/**
  * The broker's own web identity token from AWS STS (IAM outbound identity federation), RS256, as its Lambda role.
- * This module and @aws-sdk/client-sts are loaded only when a federated service asks for a token: a broker whose
- * services all use client secrets never loads them (see functions/runtime.ts).
+ * STS is called only when a federated service asks for a token.
  */
 export class StsWebIdentityTokenSource implements WebIdentityTokenSource {
-  private readonly client: STSClient;
+  private readonly client: WebIdentityTokenOperations;
 
-  constructor(client: STSClient) {
+  constructor(client: WebIdentityTokenOperations) {
     this.client = client;
   }
 
   async getWebIdentityToken(audience: string, durationSeconds: number): Promise<string> {
     let token: string | undefined;
     try {
-      ({ WebIdentityToken: token } = await this.client.send(
-        new GetWebIdentityTokenCommand({
-          Audience: [audience],
-          SigningAlgorithm: 'RS256',
-          DurationSeconds: durationSeconds,
-        }),
-      ));
+      ({ WebIdentityToken: token } = await this.client.getWebIdentityToken({
+        Audience: [audience],
+        SigningAlgorithm: 'RS256',
+        DurationSeconds: durationSeconds,
+      }));
     } catch (error) {
       const name = (error as { name?: unknown }).name;
       if (name === 'OutboundWebIdentityFederationDisabledException') {

@@ -1,6 +1,7 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
+import { lambdaBundling } from '../../infra/token-broker/functions';
 
 /**
  * The client library, the CLI and their dependencies stay out of the Lambda bundles: NodejsFunction bundles each
@@ -12,6 +13,40 @@ const ROOT = path.join(__dirname, '..', '..');
 const HANDLERS = readdirSync(path.join(ROOT, 'functions')).filter((f) => f.endsWith('.ts'));
 /** Packages only the client and the CLI import. */
 const CLIENT_ONLY_PACKAGES = ['@aws-sdk/credential-providers', '@aws-crypto/sha256-js', 'tsx'];
+
+/** The files esbuild builds a handler's bundle from, as the default stack bundles it (no HTTPS proxy). */
+async function bundledInputs(file: string): Promise<string[]> {
+  const { metafile } = await build({
+    entryPoints: [path.join(ROOT, 'functions', file)],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+    external: [...(lambdaBundling(undefined).externalModules ?? [])],
+  });
+  return Object.keys(metafile.inputs);
+}
+
+/**
+ * Packages the token function must not carry (README, "Performance"): its cold start compiles the whole bundle,
+ * and the AWS SDK's clients or the X-Ray SDK alone cost about as much as the reference handler's entire load.
+ * A lazy `import()` inside the one CommonJS bundle does not help: the imported code is still compiled at load.
+ */
+const NOT_IN_TOKEN_BUNDLE = ['@aws-sdk/', '@smithy/', 'aws-xray-sdk-core/', '@aws-lambda-powertools/tracer/'];
+const heavy = (inputs: string[]) =>
+  inputs.filter((i) => NOT_IN_TOKEN_BUNDLE.some((p) => i.startsWith(`node_modules/${p}`)));
+
+describe('the token function bundle', () => {
+  it('holds no AWS SDK client and no X-Ray tracer', async () => {
+    expect(heavy(await bundledInputs('token.ts'))).toEqual([]);
+  });
+
+  it('is told apart from a bundle that holds them (the check can fail)', async () => {
+    expect(heavy(await bundledInputs('admin.ts'))).not.toEqual([]);
+  });
+});
 
 describe('Lambda bundles', () => {
   it.each(HANDLERS.filter((f) => !['config.ts', 'runtime.ts'].includes(f)))(

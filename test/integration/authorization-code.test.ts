@@ -114,7 +114,7 @@ describe('starting a consent', () => {
 describe('the consent callback', () => {
   it('stores the user with oid, tid and preferred_username, and the refresh token only sealed', async () => {
     const result = await connect('mail', 'user-1');
-    const scan = await t.bed.dynamodb.send(new ScanCommand({ TableName: t.userGrantsTable }));
+    const scan = await t.bed.setupDynamoDb.send(new ScanCommand({ TableName: t.userGrantsTable }));
     const stored = JSON.stringify(scan.Items);
 
     expect(result.grant).toMatchObject({

@@ -11,9 +11,10 @@ import { DynamoDbServiceRegistry } from '../../lib/service-registry';
 import { SERVICES_TABLE } from '../../lib/tables';
 import { DynamoDbTokenCache } from '../../lib/token-cache';
 import { BlackHole } from '../fixtures/black-hole';
+import { brokerDynamoDb, brokerSecretsManager } from '../fixtures/broker-aws';
 import { BrokerHarness } from '../fixtures/broker-harness';
 import { BrokerProcess, sameDeploymentAs } from '../fixtures/broker-process';
-import { dynamoDbLocalClient } from '../fixtures/dynamodb';
+import { dynamoDbLocalClient, dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { secretNamesOfService, secretsManagerClient } from '../fixtures/secrets-manager';
 
 /**
@@ -30,6 +31,9 @@ const PREFIX = 'token-broker/test/services/';
 let h: BrokerHarness;
 let ddb: DynamoDBClient;
 let sm: SecretsManagerClient;
+/** The broker's own clients (functions/aws-clients.ts), for the adapters. */
+let store: ReturnType<typeof brokerDynamoDb>;
+let secretStore: ReturnType<typeof brokerSecretsManager>;
 let registry: DynamoDbServiceRegistry;
 let n = 0;
 const fresh = (stem: string) => `${stem}${++n}`;
@@ -38,11 +42,15 @@ beforeAll(async () => {
   h = await BrokerHarness.start();
   ddb = dynamoDbLocalClient();
   sm = secretsManagerClient(h.secretsManagerUrl);
-  registry = new DynamoDbServiceRegistry({ client: ddb, tableName: h.tables.servicesTable });
+  store = brokerDynamoDb(dynamoDbLocalEndpoint());
+  secretStore = brokerSecretsManager(h.secretsManagerUrl);
+  registry = new DynamoDbServiceRegistry({ client: store, tableName: h.tables.servicesTable });
 });
 afterAll(async () => {
   sm.destroy();
   ddb.destroy();
+  store.destroy();
+  secretStore.destroy();
   await h.close();
 });
 
@@ -50,9 +58,9 @@ afterAll(async () => {
 function administration(now: () => number): ServiceAdministration {
   return new ServiceAdministration({
     registry,
-    secrets: new SecretsManagerSecretStore({ client: sm }),
-    cache: new DynamoDbTokenCache({ client: ddb, tableName: h.tables.tokenCacheTable }),
-    journal: new DynamoDbCreateJournal({ client: ddb, tableName: h.tables.servicesTable }),
+    secrets: new SecretsManagerSecretStore({ client: secretStore }),
+    cache: new DynamoDbTokenCache({ client: store, tableName: h.tables.tokenCacheTable }),
+    journal: new DynamoDbCreateJournal({ client: store, tableName: h.tables.servicesTable }),
     authority: new AuthorityPolicy(new URL(h.emulator.url).host),
     secretReferences: new SecretReferencePolicy(PREFIX),
     logger: new Logger({ serviceName: 'token-broker-test', logLevel: 'SILENT' }),

@@ -1,3 +1,4 @@
+import { aroundCalls } from '../fixtures/broker-aws';
 import { dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { FlowTestBed, runtimeLikeDynamoDbClient } from '../fixtures/flow-test-bed';
 
@@ -18,18 +19,15 @@ describe('a cache hit', () => {
 
   it('reads the service and its cached token concurrently, with two DynamoDB calls and no Entra request', async () => {
     const events: string[] = [];
-    const dynamodb = runtimeLikeDynamoDbClient(dynamoDbLocalEndpoint());
-    dynamodb.middlewareStack.add(
-      (next, context) => async (args) => {
-        events.push(`start ${context.commandName}`);
-        try {
-          return await next(args);
-        } finally {
-          events.push(`end ${context.commandName}`);
-        }
-      },
-      { step: 'initialize' },
-    );
+    const client = runtimeLikeDynamoDbClient(dynamoDbLocalEndpoint());
+    const dynamodb = aroundCalls(client, async (command, _input, call) => {
+      events.push(`start ${command}`);
+      try {
+        return await call();
+      } finally {
+        events.push(`end ${command}`);
+      }
+    });
     const flow = bed.flow({ dynamodb, settings: { touchIntervalMs: Number.MAX_SAFE_INTEGER } });
     await bed.createService('hit');
     await flow.getToken('hit');
@@ -41,6 +39,7 @@ describe('a cache hit', () => {
     expect(hit.cache).toBe('hit');
     expect(bed.emulator.tokenRequestCount).toBe(before);
     expect(events).toHaveLength(4);
+    client.destroy();
     expect(events.slice(0, 2).sort()).toEqual(['start GetItemCommand', 'start QueryCommand']);
   });
 });

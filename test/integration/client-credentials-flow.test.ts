@@ -21,7 +21,8 @@ import {
   startSecretsManagerServer,
 } from '../../local/secrets-manager-server';
 import type { TableNames } from '../../local/tables';
-import { dynamoDbLocalClient, freshTables } from '../fixtures/dynamodb';
+import { brokerDynamoDb, brokerSecretsManager } from '../fixtures/broker-aws';
+import { dynamoDbLocalClient, dynamoDbLocalEndpoint, freshTables } from '../fixtures/dynamodb';
 import { EntraEmulator } from '../fixtures/entra-emulator';
 import { secretsManagerClient } from '../fixtures/secrets-manager';
 
@@ -49,6 +50,9 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
   let dataDir: string;
   let secretsServer: RunningSecretsManagerServer;
   let secretsClient: SecretsManagerClient;
+  /** The broker's own clients (functions/aws-clients.ts), for the adapters. */
+  let store: ReturnType<typeof brokerDynamoDb>;
+  let secretStore: ReturnType<typeof brokerSecretsManager>;
   let flow: ClientCredentialsFlow;
   let admin: ServiceAdministration;
   let n = 0;
@@ -68,7 +72,7 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
   /** The raw cache item of a service's only scope, read straight from DynamoDB Local. */
   async function rawCacheItem(service: string) {
     const record = await new DynamoDbServiceRegistry({
-      client: dynamodb,
+      client: store,
       tableName: tables.servicesTable,
     }).get(service);
     const out = await dynamodb.send(
@@ -94,18 +98,20 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'flow-'));
     secretsServer = await startSecretsManagerServer({ dataDir });
     secretsClient = secretsManagerClient(secretsServer.url);
+    store = brokerDynamoDb(dynamoDbLocalEndpoint());
+    secretStore = brokerSecretsManager(secretsServer.url);
 
     const logger = new Logger({ serviceName: 'token-broker-test', logLevel: 'SILENT' });
-    const registry = new DynamoDbServiceRegistry({ client: dynamodb, tableName: tables.servicesTable });
-    const cache = new DynamoDbTokenCache({ client: dynamodb, tableName: tables.tokenCacheTable, now: clock });
-    const secrets = new SecretsManagerSecretStore({ client: secretsClient });
+    const registry = new DynamoDbServiceRegistry({ client: store, tableName: tables.servicesTable });
+    const cache = new DynamoDbTokenCache({ client: store, tableName: tables.tokenCacheTable, now: clock });
+    const secrets = new SecretsManagerSecretStore({ client: secretStore });
     const authority = new AuthorityPolicy(new URL(emulator.url).host);
     const entra = new EntraTokenClient({ timeoutMs: 5000, now: clock });
     flow = new ClientCredentialsFlow({
       registry,
       cache,
       coordinator: new DynamoDbRefreshCoordinator({
-        client: dynamodb,
+        client: store,
         tableName: tables.tokenCacheTable,
         now: clock,
       }),
@@ -131,6 +137,8 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
   afterAll(async () => {
     await emulator.stop();
     secretsClient.destroy();
+    secretStore.destroy();
+    store.destroy();
     await secretsServer.close();
     dynamodb.destroy();
     await rm(dataDir, { recursive: true, force: true });
@@ -230,7 +238,7 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     const old = await flow.getToken(name);
     // Only the registry item goes: the old token stays in the table, as when the cache clear of a deletion
     // fails (which deletion tolerates). Versioning alone must keep it unreachable.
-    await new DynamoDbServiceRegistry({ client: dynamodb, tableName: tables.servicesTable }).delete(name);
+    await new DynamoDbServiceRegistry({ client: store, tableName: tables.servicesTable }).delete(name);
     await createService(name);
     const before = emulator.tokenRequestCount;
     // Act
@@ -246,7 +254,7 @@ describe('ClientCredentialsFlow with a fixed clock', () => {
     const name = fresh();
     await createService(name);
     const old = await flow.getToken(name);
-    const registry = new DynamoDbServiceRegistry({ client: dynamodb, tableName: tables.servicesTable });
+    const registry = new DynamoDbServiceRegistry({ client: store, tableName: tables.servicesTable });
     const record = await registry.get(name);
     if (!record) throw new Error('service missing');
     await registry.replace({ ...record, version: randomUUID() }, record.version);

@@ -9,7 +9,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KMSClient, ListResourceTagsCommand } from '@aws-sdk/client-kms';
-import { STSClient } from '@aws-sdk/client-sts';
 import { compactVerify, decodeJwt, decodeProtectedHeader } from 'jose';
 import { certificateCredential } from '../../lib/credentials/certificate';
 import type { ClientCredential } from '../../lib/credentials/credential';
@@ -22,6 +21,7 @@ import { EntraTokenClient } from '../../lib/entra-token-client';
 import { CredentialUnavailableError } from '../../lib/errors';
 import { type RunningKmsServer, startKmsServer } from '../../local/kms-server';
 import { type RunningStsServer, startStsServer } from '../../local/sts-server';
+import { brokerSts } from '../fixtures/broker-aws';
 import { type ClientCertificate, createClientCertificate } from '../fixtures/client-certificates';
 import { EntraEmulator } from '../fixtures/entra-emulator';
 
@@ -36,7 +36,7 @@ let emulator: EntraEmulator;
 let kmsServer: RunningKmsServer;
 let stsServer: RunningStsServer;
 let kms: KMSClient;
-let sts: STSClient;
+let sts: ReturnType<typeof brokerSts>;
 let dataDir: string;
 let imported: ClientCertificate;
 /** Bodies of the token requests sent, as observed on the wire. */
@@ -55,7 +55,7 @@ beforeAll(async () => {
     startStsServer({ roleArn: ROLE_ARN }),
   ]);
   kms = new KMSClient({ endpoint: kmsServer.url, ...local });
-  sts = new STSClient({ endpoint: stsServer.url, ...local });
+  sts = brokerSts(stsServer.url);
   emulator = await EntraEmulator.start({
     apps: [
       {
@@ -248,7 +248,7 @@ describe('federated (AWS STS web identity token)', () => {
 
   it('tells the administrator to enable outbound federation when the account has not', async () => {
     const disabled = await startStsServer({ roleArn: ROLE_ARN, federationDisabled: true });
-    const client = new STSClient({ endpoint: disabled.url, ...local });
+    const client = brokerSts(disabled.url);
     try {
       const credential = federatedCredential({ source: async () => new StsWebIdentityTokenSource(client) });
       const error = await requestToken(credential).catch((e: unknown) => e);

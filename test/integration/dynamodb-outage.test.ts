@@ -1,4 +1,3 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { ClientCredentialsFlow } from '../../lib/client-credentials-flow';
 import { type DynamoDbLocal, startDynamoDbLocal } from '../fixtures/dynamodb-local';
 import {
@@ -15,14 +14,6 @@ import {
  * run) so that it can be stopped; the flows use a DynamoDB client built like functions/runtime.ts builds it
  * (two attempts, short timeouts), so that every failing call fails fast.
  */
-
-/** A client without call limits, for setting up: a freshly started DynamoDB Local may answer its first calls slowly. */
-const setupClient = (endpoint: string) =>
-  new DynamoDBClient({
-    endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  });
 
 describe('with DynamoDB stopped after tokens were cached', () => {
   const name = 'outage';
@@ -44,7 +35,7 @@ describe('with DynamoDB stopped after tokens were cached', () => {
 
   beforeAll(async () => {
     ddb = await startDynamoDbLocal();
-    bed = await FlowTestBed.start({ dynamodb: setupClient(ddb.endpoint) });
+    bed = await FlowTestBed.start({ dynamoDbEndpoint: ddb.endpoint });
     await bed.createService(name, { scopes: [GRAPH, VAULT, STORAGE] });
     fetcher = bed.flow({ now: clock.now, dynamodb: runtimeLikeDynamoDbClient(ddb.endpoint) });
     reader = bed.flow({ now: clock.now, dynamodb: runtimeLikeDynamoDbClient(ddb.endpoint) });
@@ -109,7 +100,7 @@ describe('when DynamoDB stops while a request waits for another instance’s lea
 
   beforeAll(async () => {
     ddb = await startDynamoDbLocal();
-    bed = await FlowTestBed.start({ dynamodb: setupClient(ddb.endpoint) });
+    bed = await FlowTestBed.start({ dynamoDbEndpoint: ddb.endpoint });
     await bed.createService(name);
   }, 60_000);
   afterAll(async () => {

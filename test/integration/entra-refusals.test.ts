@@ -5,7 +5,6 @@
  * certificate, a skewed clock, an untrusted issuer...), and from Entra's exact answer played by the emulator
  * where the broker's own assertions cannot be wrong that way (another client id, a revoked certificate).
  */
-import { STSClient } from '@aws-sdk/client-sts';
 import { certificateCredential, certificateFacts } from '../../lib/credentials/certificate';
 import type { ClientCredential } from '../../lib/credentials/credential';
 import { federatedCredential } from '../../lib/credentials/federated';
@@ -13,6 +12,7 @@ import { StsWebIdentityTokenSource } from '../../lib/credentials/sts-web-identit
 import { EntraTokenClient } from '../../lib/entra-token-client';
 import { IdentityProviderError } from '../../lib/errors';
 import { type RunningStsServer, startStsServer } from '../../local/sts-server';
+import { brokerSts } from '../fixtures/broker-aws';
 import { type ClientCertificate, createClientCertificate } from '../fixtures/client-certificates';
 import { EntraEmulator } from '../fixtures/entra-emulator';
 
@@ -23,7 +23,7 @@ const ROLE_ARN = 'arn:aws:iam::123456789012:role/token-broker-token';
 
 let emulator: EntraEmulator;
 let stsServer: RunningStsServer;
-let sts: STSClient;
+let sts: ReturnType<typeof brokerSts>;
 let registered: ClientCertificate;
 let unregistered: ClientCertificate;
 let expired: ClientCertificate;
@@ -38,11 +38,7 @@ beforeAll(async () => {
     }),
     startStsServer({ roleArn: ROLE_ARN }),
   ]);
-  sts = new STSClient({
-    endpoint: stsServer.url,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  });
+  sts = brokerSts(stsServer.url);
   emulator = await EntraEmulator.start({
     apps: [
       {

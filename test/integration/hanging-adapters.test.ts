@@ -1,25 +1,19 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { AWS_CALL_LIMITS, type AwsCallLimits, awsClientOptions } from '../../functions/aws-clients';
+import { AWS_CALL_LIMITS } from '../../functions/aws-clients';
 import { StoreError, StoreTimeoutError } from '../../lib/errors';
 import { SecretsManagerSecretStore } from '../../lib/secret-store';
 import { DynamoDbServiceRegistry } from '../../lib/service-registry';
 import { DynamoDbTokenCache } from '../../lib/token-cache';
 import { KmsEnvelopeEncryption } from '../../lib/token-encryption';
 import { BlackHole } from '../fixtures/black-hole';
+import { brokerDynamoDb, brokerKms, brokerSecretsManager } from '../fixtures/broker-aws';
 
 /**
- * Every AWS call has a bounded time (issue 9 §1). Each adapter runs with the client options the handlers use
- * (functions/aws-clients.ts) against a black hole: a real socket that accepts the connection and never answers.
- * Without `throwOnRequestTimeout` these calls never end.
+ * Every AWS call has a bounded time (issue 9 §1). Each adapter runs on the clients the handlers use
+ * (functions/aws-clients.ts, functions/aws-json.ts) against a black hole: a real socket that accepts the connection
+ * and never answers. Without the client's own timeouts these calls never end.
  */
 
-const LOCAL = { region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } };
 const SERVICE = { service: 'hang', version: 'v1', scope: 'https://graph.microsoft.com/.default' };
-
-/** The production client options for `limits`, pointed at `endpoint`. */
-const at = (limits: AwsCallLimits, endpoint: string) => ({ ...awsClientOptions(limits), ...LOCAL, endpoint });
 
 /** What `promise` rejected with (fails the test if it resolved). */
 async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
@@ -41,7 +35,7 @@ afterEach(async () => {
 
 describe('DynamoDB that accepts connections and never answers', () => {
   it('fails a service read with a StoreTimeoutError (a StoreError, so the flow degrades to memory)', async () => {
-    const client = new DynamoDBClient(at(AWS_CALL_LIMITS.dynamodb, hole.url));
+    const client = brokerDynamoDb(hole.url);
     const registry = new DynamoDbServiceRegistry({ client, tableName: 'services' });
     const error = await rejectionOf(registry.get('hang'));
     client.destroy();
@@ -50,7 +44,7 @@ describe('DynamoDB that accepts connections and never answers', () => {
   });
 
   it('fails a token cache read with a StoreTimeoutError', async () => {
-    const client = new DynamoDBClient(at(AWS_CALL_LIMITS.dynamodb, hole.url));
+    const client = brokerDynamoDb(hole.url);
     const cache = new DynamoDbTokenCache({ client, tableName: 'tokens' });
     const error = await rejectionOf(cache.lookup('hang'));
     client.destroy();
@@ -58,7 +52,7 @@ describe('DynamoDB that accepts connections and never answers', () => {
   });
 
   it('tries each call at most maxAttempts times', async () => {
-    const client = new DynamoDBClient(at(AWS_CALL_LIMITS.dynamodb, hole.url));
+    const client = brokerDynamoDb(hole.url);
     const registry = new DynamoDbServiceRegistry({ client, tableName: 'services' });
     await rejectionOf(registry.get('hang'));
     client.destroy();
@@ -67,7 +61,7 @@ describe('DynamoDB that accepts connections and never answers', () => {
 
   it('stops at once, without a retry, when the request’s budget signal aborts the call', async () => {
     // Prepare: the budget runs out as soon as the black hole has the request
-    const client = new DynamoDBClient(at(AWS_CALL_LIMITS.dynamodb, hole.url));
+    const client = brokerDynamoDb(hole.url);
     const registry = new DynamoDbServiceRegistry({ client, tableName: 'services' });
     const budget = new AbortController();
     void hole.nextSwallowed().then(() => budget.abort());
@@ -80,7 +74,7 @@ describe('DynamoDB that accepts connections and never answers', () => {
   });
 
   it('makes no call at all once the budget is spent', async () => {
-    const client = new DynamoDBClient(at(AWS_CALL_LIMITS.dynamodb, hole.url));
+    const client = brokerDynamoDb(hole.url);
     const registry = new DynamoDbServiceRegistry({ client, tableName: 'services' });
     const error = await rejectionOf(registry.get('hang', { signal: AbortSignal.abort() }));
     client.destroy();
@@ -91,7 +85,7 @@ describe('DynamoDB that accepts connections and never answers', () => {
 
 describe('Secrets Manager that accepts connections and never answers', () => {
   it('fails a secret read with a StoreTimeoutError', async () => {
-    const client = new SecretsManagerClient(at(AWS_CALL_LIMITS.secretsManager, hole.url));
+    const client = brokerSecretsManager(hole.url);
     const secrets = new SecretsManagerSecretStore({ client });
     const error = await rejectionOf(
       secrets.read('arn:aws:secretsmanager:us-east-1:000000000000:secret:hang-AbCdEf'),
@@ -101,7 +95,7 @@ describe('Secrets Manager that accepts connections and never answers', () => {
   });
 
   it('fails a secret check (DescribeSecret) with a StoreTimeoutError', async () => {
-    const client = new SecretsManagerClient(at(AWS_CALL_LIMITS.secretsManager, hole.url));
+    const client = brokerSecretsManager(hole.url);
     const secrets = new SecretsManagerSecretStore({ client });
     const error = await rejectionOf(
       secrets.describe('arn:aws:secretsmanager:us-east-1:000000000000:secret:hang-AbCdEf'),
@@ -113,7 +107,7 @@ describe('Secrets Manager that accepts connections and never answers', () => {
 
 describe('KMS that accepts connections and never answers', () => {
   it('fails sealing a token (GenerateDataKey) with a StoreTimeoutError', async () => {
-    const client = new KMSClient(at(AWS_CALL_LIMITS.kms, hole.url));
+    const client = brokerKms(hole.url);
     const sealer = new KmsEnvelopeEncryption({ client, keyId: 'alias/hang' });
     const error = await rejectionOf(sealer.seal('token', SERVICE));
     client.destroy();
@@ -121,7 +115,7 @@ describe('KMS that accepts connections and never answers', () => {
   });
 
   it('fails opening a token (Decrypt) with a StoreTimeoutError', async () => {
-    const client = new KMSClient(at(AWS_CALL_LIMITS.kms, hole.url));
+    const client = brokerKms(hole.url);
     const sealer = new KmsEnvelopeEncryption({ client, keyId: 'alias/hang' });
     const sealed = { ciphertext: Buffer.alloc(64).toString('base64'), encryptedKey: 'AAAA' };
     const error = await rejectionOf(sealer.open(sealed, SERVICE));

@@ -3,8 +3,8 @@ import type { Context } from 'aws-lambda';
 import type { ClientCredentialsFlow } from '../../lib/client-credentials-flow';
 import type { ScheduledRunResult } from '../../lib/scheduled-refresh';
 import { localLambdaContext } from '../../local/apigw-event';
+import { aroundCalls } from '../fixtures/broker-aws';
 import { BrokerHarness } from '../fixtures/broker-harness';
-import { dynamoDbLocalClient } from '../fixtures/dynamodb';
 import { FLOW_START, FlowTestBed, GRAPH, ManualClock, VAULT } from '../fixtures/flow-test-bed';
 
 /**
@@ -128,20 +128,15 @@ describe('scheduled refresh of recently used tokens', () => {
     await bed.flow({ now: clock.now }).getToken('raced');
     clock.advance(26 * 60_000);
     const other = bed.flow({ now: clock.now });
-    const client = dynamoDbLocalClient();
     let raced = false;
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const isLeaseWrite =
-          context.commandName === 'PutItemCommand' && JSON.stringify(args.input).includes('lease');
-        if (isLeaseWrite && !raced) {
-          raced = true;
-          await other.getToken('raced', { forceRefresh: true });
-        }
-        return next(args);
-      },
-      { step: 'initialize' },
-    );
+    const client = aroundCalls(bed.dynamodb, async (command, input, call) => {
+      const isLeaseWrite = command === 'PutItemCommand' && JSON.stringify(input).includes('lease');
+      if (isLeaseWrite && !raced) {
+        raced = true;
+        await other.getToken('raced', { forceRefresh: true });
+      }
+      return call();
+    });
     const flow = bed.flow({ now: clock.now, dynamodb: client });
     const before = bed.emulator.tokenRequestCount;
     // Act

@@ -6,8 +6,9 @@ import {
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { DynamoDbServiceRegistry } from '../../lib/service-registry';
+import { brokerDynamoDb } from '../fixtures/broker-aws';
 import { BrokerHarness } from '../fixtures/broker-harness';
-import { dynamoDbLocalClient } from '../fixtures/dynamodb';
+import { dynamoDbLocalClient, dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { expectErrorShape } from '../fixtures/error-shape';
 import { secretsManagerClient } from '../fixtures/secrets-manager';
 
@@ -26,6 +27,8 @@ const ARN_PREFIX = 'arn:aws:secretsmanager:us-east-1:000000000000:secret:';
 let h: BrokerHarness;
 let ddb: DynamoDBClient;
 let sm: SecretsManagerClient;
+/** The broker's own DynamoDB client (functions/aws-clients.ts), for the adapters. */
+let store: ReturnType<typeof brokerDynamoDb>;
 let registry: DynamoDbServiceRegistry;
 let n = 0;
 const fresh = (stem: string) => `${stem}${++n}`;
@@ -34,11 +37,13 @@ beforeAll(async () => {
   h = await BrokerHarness.start();
   ddb = dynamoDbLocalClient();
   sm = secretsManagerClient(h.secretsManagerUrl);
-  registry = new DynamoDbServiceRegistry({ client: ddb, tableName: h.tables.servicesTable });
+  store = brokerDynamoDb(dynamoDbLocalEndpoint());
+  registry = new DynamoDbServiceRegistry({ client: store, tableName: h.tables.servicesTable });
 });
 afterAll(async () => {
   sm.destroy();
   ddb.destroy();
+  store.destroy();
   await h.close();
 });
 

@@ -18,7 +18,8 @@ import {
   startSecretsManagerServer,
 } from '../../local/secrets-manager-server';
 import type { TableNames } from '../../local/tables';
-import { dynamoDbLocalClient, freshTables } from '../fixtures/dynamodb';
+import { brokerDynamoDb, brokerSecretsManager } from '../fixtures/broker-aws';
+import { dynamoDbLocalClient, dynamoDbLocalEndpoint, freshTables } from '../fixtures/dynamodb';
 import { listAllSecrets, secretsManagerClient } from '../fixtures/secrets-manager';
 
 /**
@@ -69,6 +70,9 @@ describe('ServiceAdministration.create when the services table write fails', () 
   let dataDir: string;
   let server: RunningSecretsManagerServer;
   let secrets: SecretsManagerClient;
+  /** The broker's own clients (functions/aws-clients.ts), for the adapters. */
+  let store: ReturnType<typeof brokerDynamoDb>;
+  let secretStore: ReturnType<typeof brokerSecretsManager>;
   let registry: FailingCreateRegistry;
   let admin: ServiceAdministration;
   let n = 0;
@@ -82,9 +86,11 @@ describe('ServiceAdministration.create when the services table write fails', () 
   beforeAll(async () => {
     dynamodb = dynamoDbLocalClient();
     tables = await freshTables(dynamodb);
+    store = brokerDynamoDb(dynamoDbLocalEndpoint());
   });
   afterAll(() => {
     dynamodb.destroy();
+    store.destroy();
   });
 
   beforeEach(async () => {
@@ -92,13 +98,14 @@ describe('ServiceAdministration.create when the services table write fails', () 
     dataDir = await mkdtemp(path.join(tmpdir(), 'rollback-'));
     server = await startSecretsManagerServer({ dataDir });
     secrets = secretsManagerClient(server.url);
+    secretStore = brokerSecretsManager(server.url);
     registry = new FailingCreateRegistry(
-      new DynamoDbServiceRegistry({ client: dynamodb, tableName: tables.servicesTable }),
+      new DynamoDbServiceRegistry({ client: store, tableName: tables.servicesTable }),
     );
     admin = new ServiceAdministration({
       registry,
-      secrets: new SecretsManagerSecretStore({ client: secrets }),
-      cache: new DynamoDbTokenCache({ client: dynamodb, tableName: tables.tokenCacheTable }),
+      secrets: new SecretsManagerSecretStore({ client: secretStore }),
+      cache: new DynamoDbTokenCache({ client: store, tableName: tables.tokenCacheTable }),
       authority: new AuthorityPolicy(),
       secretReferences: new SecretReferencePolicy(SECRET_PREFIX),
       logger: new Logger({ serviceName: 'token-broker-test', logLevel: 'SILENT' }),
@@ -107,6 +114,7 @@ describe('ServiceAdministration.create when the services table write fails', () 
   });
   afterEach(async () => {
     secrets.destroy();
+    secretStore.destroy();
     await server.close();
     await rm(dataDir, { recursive: true, force: true });
   });

@@ -22,9 +22,10 @@ import { TOKEN_CACHE_TABLE } from '../../lib/tables';
 import { DynamoDbTokenCache } from '../../lib/token-cache';
 import { DEFAULT_MEMORY_BOUND_MS } from '../../lib/token-memory';
 import { apiGatewayEvent } from '../fixtures/apigw-event';
+import { brokerDynamoDb, brokerSecretsManager } from '../fixtures/broker-aws';
 import { BrokerHarness } from '../fixtures/broker-harness';
 import { BrokerProcess, sameDeploymentAs } from '../fixtures/broker-process';
-import { dynamoDbLocalClient } from '../fixtures/dynamodb';
+import { dynamoDbLocalClient, dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { expectErrorShape } from '../fixtures/error-shape';
 import { listAllSecrets, secretNamesOfService, secretsManagerClient } from '../fixtures/secrets-manager';
 
@@ -41,6 +42,9 @@ const PREFIX = 'token-broker/test/services/';
 let h: BrokerHarness;
 let ddb: DynamoDBClient;
 let sm: SecretsManagerClient;
+/** The broker's own clients (functions/aws-clients.ts), for the adapters. */
+let store: ReturnType<typeof brokerDynamoDb>;
+let secretStore: ReturnType<typeof brokerSecretsManager>;
 let registry: DynamoDbServiceRegistry;
 let n = 0;
 const fresh = (stem = 'svc') => `${stem}${++n}`;
@@ -49,11 +53,15 @@ beforeAll(async () => {
   h = await BrokerHarness.start();
   ddb = dynamoDbLocalClient();
   sm = secretsManagerClient(h.secretsManagerUrl);
-  registry = new DynamoDbServiceRegistry({ client: ddb, tableName: h.tables.servicesTable });
+  store = brokerDynamoDb(dynamoDbLocalEndpoint());
+  secretStore = brokerSecretsManager(h.secretsManagerUrl);
+  registry = new DynamoDbServiceRegistry({ client: store, tableName: h.tables.servicesTable });
 });
 afterAll(async () => {
   sm.destroy();
   ddb.destroy();
+  store.destroy();
+  secretStore.destroy();
   await h.close();
 });
 beforeEach(() => h.emulator.clearFaults());
@@ -886,8 +894,8 @@ describe('ServiceAdministration.declare (configuration as code)', () => {
   beforeAll(() => {
     admin = new ServiceAdministration({
       registry,
-      secrets: new SecretsManagerSecretStore({ client: sm }),
-      cache: new DynamoDbTokenCache({ client: ddb, tableName: h.tables.tokenCacheTable }),
+      secrets: new SecretsManagerSecretStore({ client: secretStore }),
+      cache: new DynamoDbTokenCache({ client: store, tableName: h.tables.tokenCacheTable }),
       authority: new AuthorityPolicy(new URL(h.emulator.url).host),
       secretReferences: new SecretReferencePolicy(PREFIX),
       logger: new Logger({ serviceName: 'declare-test', logLevel: 'SILENT' }),

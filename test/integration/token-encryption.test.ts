@@ -4,26 +4,19 @@ import { join } from 'node:path';
 import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { StoreError } from '../../lib/errors';
-import { KmsEnvelopeEncryption } from '../../lib/token-encryption';
+import { type KmsDataKeys, KmsEnvelopeEncryption } from '../../lib/token-encryption';
 import { ensureLocalKey, LOCAL_KMS_KEY_ALIAS, startKmsServer } from '../../local/kms-server';
+import { aroundCalls, brokerKms, LOCAL_CREDENTIALS } from '../fixtures/broker-aws';
 import { BrokerHarness } from '../fixtures/broker-harness';
 import { dynamoDbLocalClient } from '../fixtures/dynamodb';
 
-/** A KMS client for the local server that counts the operations it sends (observation only, not a mock). */
-function countingClient(url: string): { client: KMSClient; calls: string[] } {
+/** The broker's KMS client for the local server, counting the operations it sends (observation only, not a mock). */
+function countingClient(url: string): { client: KmsDataKeys; calls: string[] } {
   const calls: string[] = [];
-  const client = new KMSClient({
-    endpoint: url,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  const client = aroundCalls(brokerKms(url), (command, _input, call) => {
+    calls.push(command);
+    return call();
   });
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      calls.push(String(context.commandName));
-      return next(args);
-    },
-    { step: 'initialize' },
-  );
   return { client, calls };
 }
 
@@ -36,7 +29,9 @@ describe('KmsEnvelopeEncryption against a KMS endpoint', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sealing-'));
     kms = await startKmsServer({ dataDir: dir });
-    keyArn = await ensureLocalKey(countingClient(kms.url).client, LOCAL_KMS_KEY_ALIAS);
+    const setup = new KMSClient({ endpoint: kms.url, region: 'us-east-1', credentials: LOCAL_CREDENTIALS });
+    keyArn = await ensureLocalKey(setup, LOCAL_KMS_KEY_ALIAS);
+    setup.destroy();
   });
   afterAll(async () => {
     await kms.close();

@@ -1,6 +1,6 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { NotFoundError } from '../../lib/errors';
 import { TokenMemory } from '../../lib/token-memory';
+import { aroundCalls, brokerDynamoDb } from '../fixtures/broker-aws';
 import { dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { FlowTestBed, ManualClock } from '../fixtures/flow-test-bed';
 
@@ -25,22 +25,14 @@ describe('the token memory tier', () => {
   function instance(clock: ManualClock) {
     const calls: string[] = [];
     const finished: string[] = [];
-    const dynamodb = new DynamoDBClient({
-      endpoint: dynamoDbLocalEndpoint(),
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    const dynamodb = aroundCalls(brokerDynamoDb(dynamoDbLocalEndpoint()), async (command, _input, call) => {
+      calls.push(command);
+      try {
+        return await call();
+      } finally {
+        finished.push(command);
+      }
     });
-    dynamodb.middlewareStack.add(
-      (next, context) => async (args) => {
-        calls.push(context.commandName as string);
-        try {
-          return await next(args);
-        } finally {
-          finished.push(context.commandName as string);
-        }
-      },
-      { step: 'initialize' },
-    );
     const flow = bed.flow({ now: clock.now, dynamodb });
     const memory = new TokenMemory({ source: flow, boundMs: 1000, now: clock.now });
     return { calls, finished, flow, memory };
