@@ -289,6 +289,10 @@ export class AwsJsonClient {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('error', (error) => fail(error, true));
+        // A connection closed in the middle of the body (after 'end' this is a no-op: the attempt has settled).
+        response.on('close', () => {
+          if (!response.complete) fail(new Error(`${operation}: the connection closed mid-answer`), true);
+        });
         response.on('end', () => {
           const status = response.statusCode ?? 0;
           const text = Buffer.concat(chunks).toString('utf8');
