@@ -7,7 +7,8 @@ import type { SecretDescription } from './secret-store';
  */
 export const MANAGED_SECRET_TAG = 'token-broker:service';
 
-const FIELD = 'config.client_secret_arn';
+/** The config fields that reference an existing secret. */
+export type SecretReferenceField = 'config.client_secret_arn' | 'config.certificate_secret_arn';
 
 /**
  * A complete Secrets Manager ARN: `...:secret:<name>-<6 characters>`. Secrets Manager resolves a partial ARN
@@ -20,8 +21,8 @@ const COMPLETE_SECRET_ARN =
 /** The version part of a managed secret's name (ServiceAdministration gives each version a random UUID). */
 const VERSION_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-function refused(problem: string): ValidationError {
-  return new ValidationError(`${FIELD}: ${problem}`, { context: { field: FIELD } });
+function refused(problem: string, field: SecretReferenceField): ValidationError {
+  return new ValidationError(`${field}: ${problem}`, { context: { field } });
 }
 
 /**
@@ -53,22 +54,31 @@ export class SecretReferencePolicy {
    * Checks what the ARN itself shows, before any call: a complete ARN, under the prefix or listed, not named as
    * another service's managed secret. Throws a ValidationError naming the field.
    */
-  assertAllowed(arn: string, service: string): void {
+  assertAllowed(
+    arn: string,
+    service: string,
+    field: SecretReferenceField = 'config.client_secret_arn',
+  ): void {
     const name = COMPLETE_SECRET_ARN.exec(arn)?.[1];
     if (name === undefined) {
       throw refused(
         'must be the complete ARN of the secret, ending in the 6-character suffix Secrets Manager adds (as DescribeSecret returns it)',
+        field,
       );
     }
     const owner = this.managedOwnerOf(name);
     if (owner !== undefined && owner !== service) {
-      throw refused('is a secret the broker manages for another service; a service may only use its own');
+      throw refused(
+        'is a secret the broker manages for another service; a service may only use its own',
+        field,
+      );
     }
     if (name.startsWith(this.prefix)) return;
     const listed = this.allowed.some((a) => (a.endsWith('*') ? arn.startsWith(a.slice(0, -1)) : a === arn));
     if (listed) return;
     throw refused(
       `the secret must be named under "${this.prefix}" or be listed in TOKEN_BROKER_ALLOWED_SECRET_ARNS`,
+      field,
     );
   }
 
@@ -76,10 +86,17 @@ export class SecretReferencePolicy {
    * Checks what DescribeSecret says about the secret `arn` names: it exists and is not scheduled for deletion,
    * `arn` is its complete ARN, and neither its tag nor its name makes it another service's managed secret.
    */
-  assertUsable(arn: string, described: SecretDescription | undefined, service: string): void {
-    if (!described || described.deleted) throw refused('no such secret (or it is scheduled for deletion)');
+  assertUsable(
+    arn: string,
+    described: SecretDescription | undefined,
+    service: string,
+    field: SecretReferenceField = 'config.client_secret_arn',
+  ): void {
+    if (!described || described.deleted) {
+      throw refused('no such secret (or it is scheduled for deletion)', field);
+    }
     if (described.arn !== arn) {
-      throw refused('must be the complete ARN of the secret, exactly as DescribeSecret returns it');
+      throw refused('must be the complete ARN of the secret, exactly as DescribeSecret returns it', field);
     }
     const taggedOwner = described.tags[MANAGED_SECRET_TAG];
     const namedOwner = this.managedOwnerOf(described.name);
@@ -87,7 +104,10 @@ export class SecretReferencePolicy {
       (taggedOwner !== undefined && taggedOwner !== service) ||
       (namedOwner !== undefined && namedOwner !== service)
     ) {
-      throw refused('is a secret the broker manages for another service; a service may only use its own');
+      throw refused(
+        'is a secret the broker manages for another service; a service may only use its own',
+        field,
+      );
     }
   }
 }

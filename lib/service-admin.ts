@@ -303,6 +303,9 @@ export class ServiceAdministration {
       config: {
         ...config,
         ...(secret && 'clientSecretArn' in secret ? { client_secret_arn: secret.clientSecretArn } : {}),
+        ...(secret && 'certificateSecretArn' in secret
+          ? { certificate_secret_arn: secret.certificateSecretArn }
+          : {}),
       },
     };
     const unchanged =

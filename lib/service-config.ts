@@ -109,6 +109,9 @@ const configShape = {
   private_key: PemSchema.optional().describe(
     'credential_type certificate: its PEM PKCS#8 RSA private key (2048 bits or more). Stored in Secrets Manager, never returned.',
   ),
+  certificate_secret_arn: ClientSecretArnSchema.optional().describe(
+    'credential_type certificate, instead of certificate and private_key: complete ARN of an existing secret holding the JSON {"certificate": PEM, "private_key": PEM PKCS#8}; the same rules as client_secret_arn. Read, never copied.',
+  ),
   federation_audience: z
     .string(typed('must be a string'))
     .min(1, 'must not be empty')
@@ -193,6 +196,7 @@ export const ServicePatchSchema = z
           client_id: z.string(typed('must be a string')).optional(),
           client_secret: ClientSecretSchema.optional(),
           client_secret_arn: ClientSecretArnSchema.optional(),
+          certificate_secret_arn: ClientSecretArnSchema.optional(),
           tenant_id: z.string(typed('must be a string')).optional(),
           grant_type: GrantTypeSchema.optional(),
           is_client_credentials: z.boolean({ error: 'must be true or false' }).optional(),
@@ -280,6 +284,7 @@ export interface ServiceView {
   is_active: boolean;
   config: ServiceConfig & {
     client_secret_arn?: string;
+    certificate_secret_arn?: string;
     certificate?: string;
     certificate_thumbprint_sha256?: string;
     certificate_not_after?: string;
@@ -291,6 +296,7 @@ export type SecretInput =
   | { clientSecret: string }
   | { clientSecretArn: string }
   | { certificate: string; privateKey: string }
+  | { certificateSecretArn: string }
   | undefined;
 
 /** Splits validated input into the stored configuration and the secret input. */
@@ -303,6 +309,7 @@ export function splitInput(input: z.output<typeof ServiceMergedSchema>): {
     client_secret_arn,
     certificate,
     private_key,
+    certificate_secret_arn,
     is_client_credentials,
     credential_type,
     ...rest
@@ -315,7 +322,9 @@ export function splitInput(input: z.output<typeof ServiceMergedSchema>): {
           ? { clientSecretArn: client_secret_arn }
           : certificate !== undefined && private_key !== undefined
             ? { certificate, privateKey: private_key }
-            : undefined,
+            : certificate_secret_arn !== undefined
+              ? { certificateSecretArn: certificate_secret_arn }
+              : undefined,
     config: {
       ...rest,
       ...(credential_type === undefined || credential_type === 'client_secret' ? {} : { credential_type }),
@@ -338,7 +347,9 @@ export function toServiceView(record: ServiceRecord): ServiceView {
       ...record.config,
       ...(record.secret === undefined || record.secret.managed
         ? {}
-        : { client_secret_arn: record.secret.arn }),
+        : record.config.credential_type === 'certificate'
+          ? { certificate_secret_arn: record.secret.arn }
+          : { client_secret_arn: record.secret.arn }),
       ...(record.certificate
         ? {
             certificate: record.certificate.pem,

@@ -1,7 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { CallOptions } from './call-options';
 import { checkImportedCertificate } from './credentials/certificate';
-import { storedCertificate, storedClientSecret } from './credentials/credential';
+import { type StoredCredential, storedCertificate, storedClientSecret } from './credentials/credential';
 import { ValidationError } from './errors';
 import { MANAGED_SECRET_TAG, type SecretReferencePolicy } from './secret-reference';
 import type { SecretStore } from './secret-store';
@@ -61,20 +61,58 @@ export class ServiceCredentials {
         name,
       );
     }
+    if (secret && 'certificateSecretArn' in secret) {
+      return this.checkCertificateSecret(name, secret.certificateSecretArn, options);
+    }
     if (secret && 'certificate' in secret) {
-      const facts = checkImportedCertificate(secret.certificate, secret.privateKey, this.options.now());
-      return {
-        pem: secret.certificate.trim(),
-        thumbprintSha256: facts.thumbprintSha256,
-        notAfter: facts.notAfter,
-      };
+      return this.certificateOf(secret.certificate, secret.privateKey);
     }
     return undefined;
   }
 
+  /** Checks an imported certificate and key as creation requires; returns the certificate's public facts. */
+  private certificateOf(certificate: string, privateKey: string, field?: string): StoredCertificate {
+    const facts = checkImportedCertificate(certificate, privateKey, this.options.now(), field);
+    return { pem: certificate.trim(), thumbprintSha256: facts.thumbprintSha256, notAfter: facts.notAfter };
+  }
+
+  /**
+   * `certificate_secret_arn`: the same rules as `client_secret_arn`, and the secret must hold the broker's JSON
+   * document with a certificate and its key that pass the same checks as imported ones. Reading it here (the only
+   * secret value the admin function reads: referenced ones, never the broker's own) is what lets a mismatched or
+   * expired certificate be refused at creation instead of at the first token request.
+   */
+  private async checkCertificateSecret(
+    name: string,
+    arn: string,
+    options?: CallOptions,
+  ): Promise<StoredCertificate> {
+    const field = 'config.certificate_secret_arn';
+    this.options.secretReferences.assertAllowed(arn, name, field);
+    this.options.secretReferences.assertUsable(
+      arn,
+      await this.options.secrets.describe(arn, options),
+      name,
+      field,
+    );
+    let document: StoredCredential | undefined;
+    try {
+      document = JSON.parse(await this.options.secrets.read(arn, options)) as StoredCredential;
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+    }
+    if (typeof document?.certificate !== 'string' || typeof document.private_key !== 'string') {
+      throw new ValidationError(
+        `${field}: the secret must hold JSON {"certificate": "<PEM>", "private_key": "<PEM PKCS#8>"}`,
+        { context: { field } },
+      );
+    }
+    return this.certificateOf(document.certificate, document.private_key, field);
+  }
+
   /** Whether storing this input creates a managed secret (a value or a certificate, not a reference). */
   static createsManagedSecret(secret: SecretInput): boolean {
-    return secret !== undefined && !('clientSecretArn' in secret);
+    return secret !== undefined && !('clientSecretArn' in secret) && !('certificateSecretArn' in secret);
   }
 
   /** Stores the secret a write brings: a new managed secret for a value or a certificate, a reference for an ARN. */
@@ -85,6 +123,7 @@ export class ServiceCredentials {
     options?: CallOptions,
   ): Promise<SecretReference> {
     if ('clientSecretArn' in secret) return { arn: secret.clientSecretArn, managed: false };
+    if ('certificateSecretArn' in secret) return { arn: secret.certificateSecretArn, managed: false };
     // A fresh secret per version: a write that fails can drop it without touching the secret in use, and a
     // deleted service's secret keeps its name during its recovery window.
     const value =

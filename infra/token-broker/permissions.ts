@@ -4,6 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { SealPurpose } from '../../lib/authorization-code/sealer';
+import { MANAGED_SECRET_TAG } from '../../lib/secret-reference';
 import { TOKEN_SEAL_PURPOSE } from '../../lib/token-encryption';
 import type { ResolvedBrokerProps } from './props';
 import type { BrokerStorage } from './storage';
@@ -114,8 +115,19 @@ export class BrokerPermissions {
         resources: [managed, ...this.referenced],
       }),
     );
+    // `certificate_secret_arn`: creation checks the certificate and key a referenced secret holds (match, expiry),
+    // so the admin function reads referenced secrets; never the broker's own (they carry the managed tag), so an
+    // administrator's function still cannot read any client secret the broker stores.
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [managed, ...this.referenced],
+        conditions: { Null: { [`secretsmanager:ResourceTag/${MANAGED_SECRET_TAG}`]: 'true' } },
+      }),
+    );
     // Secrets Manager needs both to encrypt a new secret with a customer-managed key.
     fn.addToRolePolicy(this.ownSecretKeyStatement(['kms:GenerateDataKey', 'kms:Decrypt']));
+    this.grantReferencedSecretKeys(fn);
     this.acknowledgeSecretWildcards(fn.role as iam.Role, this.referenced);
   }
 
@@ -128,6 +140,12 @@ export class BrokerPermissions {
       }),
     );
     fn.addToRolePolicy(this.ownSecretKeyStatement(['kms:Decrypt']));
+    this.grantReferencedSecretKeys(fn);
+    this.acknowledgeSecretWildcards(fn.role as iam.Role, this.referenced);
+  }
+
+  /** Decrypting referenced secrets encrypted with the operator's own keys (through Secrets Manager only). */
+  private grantReferencedSecretKeys(fn: lambda.Function): void {
     if (this.referencedKeyArns.length > 0) {
       fn.addToRolePolicy(
         new iam.PolicyStatement({
@@ -139,7 +157,6 @@ export class BrokerPermissions {
         }),
       );
     }
-    this.acknowledgeSecretWildcards(fn.role as iam.Role, this.referenced);
   }
 
   /** Acknowledges cdk-nag's wildcard finding on the prefix of own secrets, and on listed secret ARN prefixes. */

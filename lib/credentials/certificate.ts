@@ -37,11 +37,31 @@ export function certificateFacts(certificatePem: string, field = 'config.certifi
   };
 }
 
-function privateKeyOf(privateKeyPem: string): KeyObject {
+/**
+ * Where the imported certificate and key came from, for error messages: the config fields, or the referenced
+ * secret (`config.certificate_secret_arn`) that holds both.
+ */
+function fieldsOf(secretField?: string) {
+  return secretField === undefined
+    ? { certificate: 'config.certificate', privateKey: 'config.private_key' }
+    : {
+        certificate: `${secretField} (the secret's certificate)`,
+        privateKey: `${secretField} (the secret's private_key)`,
+        context: secretField,
+      };
+}
+
+function refused(message: string, field: string, context?: string, extra: Record<string, unknown> = {}) {
+  return new ValidationError(`${field}: ${message}`, { context: { field: context ?? field, ...extra } });
+}
+
+function privateKeyOf(privateKeyPem: string, secretField?: string): KeyObject {
+  const names = fieldsOf(secretField);
   const invalid = () =>
-    new ValidationError(
-      'config.private_key: must be an unencrypted PEM PKCS#8 private key (-----BEGIN PRIVATE KEY-----)',
-      { context: { field: 'config.private_key' } },
+    refused(
+      'must be an unencrypted PEM PKCS#8 private key (-----BEGIN PRIVATE KEY-----)',
+      names.privateKey,
+      names.context,
     );
   if (!privateKeyPem.includes('-----BEGIN PRIVATE KEY-----')) throw invalid();
   try {
@@ -55,29 +75,37 @@ function privateKeyOf(privateKeyPem: string): KeyObject {
 /**
  * Checks an imported certificate credential as creation requires: a PEM certificate, a PKCS#8 RSA key of 2048
  * bits or more that matches it, and a certificate not yet expired at `nowMs`. Returns the certificate's facts.
- * Error messages name the field and the rule, never the key.
+ * Error messages name the field (or, with `secretField`, the referenced secret) and the rule, never the key.
  */
 export function checkImportedCertificate(
   certificatePem: string,
   privateKeyPem: string,
   nowMs: number,
+  secretField?: string,
 ): CertificateFacts {
-  const facts = certificateFacts(certificatePem);
-  const key = privateKeyOf(privateKeyPem);
+  const names = fieldsOf(secretField);
+  let facts: CertificateFacts;
+  try {
+    facts = certificateFacts(certificatePem);
+  } catch {
+    throw refused(
+      'must be a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)',
+      names.certificate,
+      names.context,
+    );
+  }
+  const key = privateKeyOf(privateKeyPem, secretField);
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (key.asymmetricKeyType !== 'rsa' || bits < MIN_RSA_BITS) {
-    throw new ValidationError(`config.private_key: must be an RSA key of ${MIN_RSA_BITS} bits or more`, {
-      context: { field: 'config.private_key' },
-    });
+    throw refused(`must be an RSA key of ${MIN_RSA_BITS} bits or more`, names.privateKey, names.context);
   }
   if (!new X509Certificate(certificatePem).checkPrivateKey(key)) {
-    throw new ValidationError('config.private_key: does not match config.certificate', {
-      context: { field: 'config.private_key' },
-    });
+    const other = secretField === undefined ? names.certificate : "the secret's certificate";
+    throw refused(`does not match ${other}`, names.privateKey, names.context);
   }
   if (Date.parse(facts.notAfter) <= nowMs) {
-    throw new ValidationError(`config.certificate: expired on ${facts.notAfter}`, {
-      context: { field: 'config.certificate', certificate_not_after: facts.notAfter },
+    throw refused(`expired on ${facts.notAfter}`, names.certificate, names.context, {
+      certificate_not_after: facts.notAfter,
     });
   }
   return facts;

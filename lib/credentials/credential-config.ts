@@ -12,7 +12,7 @@ export type AcceptedCredentialType = (typeof ACCEPTED_CREDENTIAL_TYPES)[number];
 /** The config fields each credential type owns. */
 const FIELDS_OF: Record<AcceptedCredentialType, readonly string[]> = {
   client_secret: ['client_secret', 'client_secret_arn'],
-  certificate: ['certificate', 'private_key'],
+  certificate: ['certificate', 'private_key', 'certificate_secret_arn'],
   federated: ['federation_audience'],
 };
 
@@ -23,6 +23,7 @@ export interface CredentialFields {
   client_secret_arn?: string;
   certificate?: string;
   private_key?: string;
+  certificate_secret_arn?: string;
   federation_audience?: string;
 }
 
@@ -58,13 +59,21 @@ export const credentialChoice =
         });
       }
     }
-    if (type === 'certificate' && (required || present('certificate') || present('private_key'))) {
+    if (type === 'certificate' && present('certificate_secret_arn')) {
+      for (const field of ['certificate', 'private_key'].filter(present)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: 'send either certificate_secret_arn or certificate and private_key, not both',
+        });
+      }
+    } else if (type === 'certificate' && (required || present('certificate') || present('private_key'))) {
       for (const field of ['certificate', 'private_key'].filter((f) => !present(f))) {
         ctx.addIssue({
           code: 'custom',
           path: [field],
           message:
-            'is required with credential_type "certificate" (the PEM certificate and its PKCS#8 key together)',
+            'is required with credential_type "certificate" (the PEM certificate and its PKCS#8 key together, or certificate_secret_arn)',
         });
       }
     }
@@ -90,9 +99,13 @@ export function assertCredentialChange(
       { context: { field: 'config.client_secret' } },
     );
   }
-  if (to === 'certificate' && (fields.certificate === undefined || fields.private_key === undefined)) {
+  if (
+    to === 'certificate' &&
+    (fields.certificate === undefined || fields.private_key === undefined) &&
+    fields.certificate_secret_arn === undefined
+  ) {
     throw new ValidationError(
-      'config.certificate: certificate and private_key are required when credential_type becomes "certificate"',
+      'config.certificate: certificate and private_key (or certificate_secret_arn) are required when credential_type becomes "certificate"',
       { context: { field: 'config.certificate' } },
     );
   }

@@ -509,6 +509,19 @@ describe('least privilege', () => {
     });
   });
 
+  it('lets the admin function read only secrets without the managed tag (certificate_secret_arn checks), never the broker’s own', () => {
+    const reads = roleStatements(template, functionRoleId(template, ids.admin)).filter(
+      (statement) =>
+        statement.Effect === 'Allow' &&
+        [statement.Action].flat().some((action) => action === 'secretsmanager:GetSecretValue'),
+    );
+
+    expect(reads).toHaveLength(1);
+    expect(reads[0]?.Condition).toEqual({
+      Null: { 'secretsmanager:ResourceTag/token-broker:service': 'true' },
+    });
+  });
+
   it('uses the KMS key only through DynamoDB, through Secrets Manager for secrets under the prefix, or to seal tokens', () => {
     for (const id of [ids.token, ids.admin, ids.refresh]) {
       // The signing keys of kms_certificate services (every key tagged for this broker) are another matter:
