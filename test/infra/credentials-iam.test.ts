@@ -188,6 +188,15 @@ describe('KMS signing keys (kms_certificate)', () => {
     }
   });
 
+  it('refuses a namePrefix that KMS would not take as the instance tag value', () => {
+    const build = () =>
+      new TokenBroker(new App({ context: { ...cdkJsonContext(), ...NO_BUNDLING } }), 'Broker', {
+        namePrefix: 'broker;prod',
+      });
+
+    expect(build).toThrow(/namePrefix \(TOKEN_BROKER_INSTANCE_ID: must be a KMS tag value/);
+  });
+
   it('keeps two brokers in one account apart: each reaches only keys tagged with its own instance id', () => {
     const app = new App({ context: { ...cdkJsonContext(), ...NO_BUNDLING } });
     const shared = new Stack(app, 'Shared');
