@@ -170,6 +170,14 @@ export const EnvSchema = z.object({
         'federation off',
       ),
     ),
+  TOKEN_BROKER_FEDERATION_AUDIENCES: z
+    .string()
+    .default('')
+    .meta(
+      doc(
+        'credential_type federated: audiences besides `api://AzureADTokenExchange` that a service may name in `federation_audience` (comma-separated; the construct sets the `federation.audiences` its roles may request)',
+      ),
+    ),
   TOKEN_BROKER_FEDERATION_SUBJECT: z
     .string()
     .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, 'must be an IAM role ARN')

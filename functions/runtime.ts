@@ -138,6 +138,9 @@ export function createRuntime(): Runtime {
       logger,
       secretPrefix: env.TOKEN_BROKER_SECRET_PREFIX,
       federationEnabled: federation !== undefined,
+      federationAudiences: env.TOKEN_BROKER_FEDERATION_AUDIENCES.split(',')
+        .map((audience) => audience.trim())
+        .filter((audience) => audience.length > 0),
       journal: new DynamoDbCreateJournal({ client: dynamodb, tableName: env.TOKEN_BROKER_SERVICES_TABLE }),
       secretReferences: new SecretReferencePolicy(
         env.TOKEN_BROKER_SECRET_PREFIX,

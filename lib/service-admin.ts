@@ -44,6 +44,8 @@ export interface ServiceAdministrationDependencies {
   journal?: CreateJournal;
   /** Whether `credential_type: federated` is available (the broker's roles may get web identity tokens). */
   federationEnabled?: boolean;
+  /** Audiences besides api://AzureADTokenExchange a federated service may name (the roles may request them). */
+  federationAudiences?: readonly string[];
   now?: () => number;
   newId?: () => string;
 }

@@ -2,6 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { CallOptions } from './call-options';
 import { checkImportedCertificate } from './credentials/certificate';
 import { type StoredCredential, storedCertificate, storedClientSecret } from './credentials/credential';
+import { DEFAULT_FEDERATION_AUDIENCE } from './credentials/federated';
 import { ValidationError } from './errors';
 import { MANAGED_SECRET_TAG, type SecretReferencePolicy } from './secret-reference';
 import type { SecretStore } from './secret-store';
@@ -18,6 +19,8 @@ export interface ServiceCredentialsOptions {
   secretPrefix: string;
   /** Whether this deployment can issue web identity tokens (its roles may call sts:GetWebIdentityToken). */
   federationEnabled: boolean;
+  /** Audiences besides {@link DEFAULT_FEDERATION_AUDIENCE} a federated service may name. */
+  federationAudiences?: readonly string[];
   now: () => number;
 }
 
@@ -52,6 +55,9 @@ export class ServiceCredentials {
         { context: { field: 'config.credential_type' } },
       );
     }
+    if (config.credential_type === 'federated' && config.federation_audience !== undefined) {
+      this.assertAudienceAllowed(config.federation_audience);
+    }
     if (secret && 'clientSecretArn' in secret) {
       const arn = secret.clientSecretArn;
       this.options.secretReferences.assertAllowed(arn, name);
@@ -68,6 +74,19 @@ export class ServiceCredentials {
       return this.certificateOf(secret.certificate, secret.privateKey);
     }
     return undefined;
+  }
+
+  /**
+   * The broker's roles may request web identity tokens for Entra's audience and the stack's configured ones only
+   * (an IAM condition): any other audience would fail at every token request, so it is refused at the write.
+   */
+  private assertAudienceAllowed(audience: string): void {
+    const allowed = [DEFAULT_FEDERATION_AUDIENCE, ...(this.options.federationAudiences ?? [])];
+    if (allowed.includes(audience)) return;
+    throw new ValidationError(
+      `config.federation_audience: "${audience}" is not an audience this deployment may request web identity tokens for (${allowed.join(', ')}); add it to the stack's federation.audiences`,
+      { context: { field: 'config.federation_audience' } },
+    );
   }
 
   /** Checks an imported certificate and key as creation requires; returns the certificate's public facts. */

@@ -20,6 +20,7 @@ import type { ResolvedBrokerProps } from './props';
 /** The variables the functions read federation from (functions/config.ts); federation is on when both are set. */
 export const FEDERATION_ISSUER_VARIABLE = 'TOKEN_BROKER_FEDERATION_ISSUER';
 export const FEDERATION_SUBJECT_VARIABLE = 'TOKEN_BROKER_FEDERATION_SUBJECT';
+export const FEDERATION_AUDIENCES_VARIABLE = 'TOKEN_BROKER_FEDERATION_AUDIENCES';
 
 /** The key specs the admin function may create (lib/credentials/kms-signing-keys.ts SigningKeySpec). */
 export const SIGNING_KEY_SPECS = ['RSA_2048', 'RSA_3072'] as const;
@@ -59,6 +60,10 @@ export function grantCredentials(
   for (const fn of [...fetching, adminFunction]) {
     fn.addEnvironment(FEDERATION_ISSUER_VARIABLE, props.federation.issuer);
     fn.addEnvironment(FEDERATION_SUBJECT_VARIABLE, subject);
+  }
+  // The admin function refuses a `federation_audience` the roles may not request (a 400, not a 502 later).
+  if (props.federation.audiences?.length) {
+    adminFunction.addEnvironment(FEDERATION_AUDIENCES_VARIABLE, props.federation.audiences.join(','));
   }
   return { federationSubject: subject };
 }

@@ -290,6 +290,11 @@ describe('federated credentials (STS web identity tokens)', () => {
     ).toEqual([]);
   });
 
+  it('tells the admin function the extra audiences its roles may request, so it refuses others at the write', () => {
+    expect(environmentOf(federated, 'admin').TOKEN_BROKER_FEDERATION_AUDIENCES).toBe(USGOV_AUDIENCE);
+    expect(environmentOf(plain, 'admin')).not.toHaveProperty('TOKEN_BROKER_FEDERATION_AUDIENCES');
+  });
+
   it('gives the admin function no STS or IAM permission: it answers the federation facts from its environment', () => {
     const actions = statementsOf(federated, 'admin').flatMap((st) => asArray(st.Action));
 

@@ -15,7 +15,10 @@ const FEDERATION_ENV = [
   'AWS_ENDPOINT_URL_STS',
   'TOKEN_BROKER_FEDERATION_ISSUER',
   'TOKEN_BROKER_FEDERATION_SUBJECT',
+  'TOKEN_BROKER_FEDERATION_AUDIENCES',
 ];
+/** An audience the deployment allows besides Entra's global one (the stack's federation.audiences). */
+const USGOV_AUDIENCE = 'api://AzureADTokenExchangeUSGov';
 
 /** A PEM key is looked for by one line of its base64 body: JSON logs would escape its line breaks. */
 function registerPrivateKey(pem: string): void {
@@ -188,6 +191,7 @@ describe('federated services', () => {
         AWS_ENDPOINT_URL_STS: sts.url,
         TOKEN_BROKER_FEDERATION_ISSUER: sts.issuer,
         TOKEN_BROKER_FEDERATION_SUBJECT: ROLE_ARN,
+        TOKEN_BROKER_FEDERATION_AUDIENCES: USGOV_AUDIENCE,
       },
     });
   });
@@ -274,6 +278,29 @@ describe('federated services', () => {
     expect(result.body.error.message).toContain(
       'config.client_secret: not allowed with credential_type "federated"',
     );
+  });
+
+  it('refuses a federation_audience the deployment may not request tokens for (400 naming the field)', async () => {
+    const result = await h.admin(
+      'POST',
+      federatedBody(h, 'fed-audience-refused', { federation_audience: 'api://somewhere-else' }),
+    );
+
+    expect(result.status).toBe(400);
+    expect(result.body.error.message).toMatch(
+      /^config\.federation_audience: "api:\/\/somewhere-else" is not an audience this deployment may request/,
+    );
+    expect((await h.admin('GET', undefined, { name: 'fed-audience-refused' })).status).toBe(404);
+  });
+
+  it('accepts a federation_audience the deployment lists', async () => {
+    const created = await h.admin(
+      'POST',
+      federatedBody(h, 'fed-audience-listed', { federation_audience: USGOV_AUDIENCE }),
+    );
+
+    expect(created.status).toBe(201);
+    expect(created.body.config.federation_audience).toBe(USGOV_AUDIENCE);
   });
 
   it('switches a client_secret service to federated and drops its secret', async () => {
