@@ -5,7 +5,7 @@ import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { callerOf } from '../lib/audit';
 import { NotFoundError } from '../lib/errors';
-import { allowedMethods, bodyLimit, httpErrors, jsonResponse } from '../lib/http';
+import { allowedMethods, bodyLimit, httpErrors, jsonResponse, SECURITY_HEADERS } from '../lib/http';
 import { buildOpenApiDocument } from '../lib/openapi';
 import { ROUTES } from '../lib/routes';
 import type { VersionedView } from '../lib/service-admin';
@@ -15,7 +15,11 @@ import { answerBeforeLambdaTimeout, type RequestBudget, requestBudget } from './
 import { createRuntime } from './runtime';
 import { createTracer } from './tracing';
 
-const runtime = createRuntime();
+// Only this function issues certificates: the issuer (and @peculiar/x509) loads on first use, not at cold start.
+const runtime = createRuntime({
+  certificateIssuer: async () =>
+    (await import('../lib/credentials/kms-certificate-issuer')).issueKmsCertificate,
+});
 
 /** A response carrying one service, with its version as a strong ETag for If-Match. */
 function serviceResponse(status: number, { service, version }: VersionedView): APIGatewayProxyResult {
@@ -76,6 +80,23 @@ const ACTIONS: Record<string, AdminAction> = {
     ),
   'DELETE /api/v2/system/service/{name}': async (event, budget) =>
     serviceResponse(200, await runtime.admin.delete(serviceName(event), ifMatchOf(event), budget)),
+  'GET /api/v2/system/service/{name}/certificate': async (event, budget) => ({
+    statusCode: 200,
+    headers: { ...SECURITY_HEADERS, 'Content-Type': 'application/x-pem-file' },
+    body: `${await runtime.admin.certificate(serviceName(event), budget)}\n`,
+  }),
+  'POST /api/v2/system/service/{name}/certificate': async (event, budget) => {
+    const issued = await runtime.admin.issueNextCertificate(serviceName(event), ifMatchOf(event), budget);
+    return jsonResponse(
+      201,
+      {
+        certificate: issued.certificate.pem,
+        certificate_thumbprint_sha256: issued.certificate.thumbprintSha256,
+        certificate_not_after: issued.certificate.notAfter,
+      },
+      { ETag: `"${issued.version}"` },
+    );
+  },
 };
 
 // A route or method added to the table without an action here (or the reverse) fails the cold start, not a call.
@@ -102,6 +123,8 @@ function jsonBodyOnWrite(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyR
     before: async (request) => {
       const method = request.event.httpMethod;
       if (method !== 'POST' && method !== 'PATCH' && method !== 'PUT') return;
+      // Issuing the next certificate takes no body (whatever is sent is ignored).
+      if (request.event.resource === '/api/v2/system/service/{name}/certificate') return;
       // API Gateway passes header names in the client's casing; the parser looks for two spellings only.
       const headers = request.event.headers ?? {};
       const contentType = Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1];

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { KmsSigningOperations } from '../lib/credentials/kms-signing-keys';
 import type { WebIdentityTokenOperations } from '../lib/credentials/sts-web-identity';
 import type { DynamoDbOperations } from '../lib/dynamodb';
 import type { SecretsManagerOperations } from '../lib/secret-store';
@@ -69,6 +70,8 @@ export interface AwsClients {
   dynamodb: DynamoDbOperations;
   secretsManager: SecretsManagerOperations;
   kms: KmsDataKeys;
+  /** The asymmetric keys of kms_certificate services (same KMS client). */
+  kmsSigning: KmsSigningOperations;
   /** For federated credentials (`AWS_ENDPOINT_URL_STS` in local mode; the regional endpoint GetWebIdentityToken needs). */
   sts: WebIdentityTokenOperations;
   /** Closes their kept-alive connections. */
@@ -125,6 +128,26 @@ export function kmsDataKeys(client: AwsJsonClient): KmsDataKeys {
   };
 }
 
+/** The KMS port of lib/credentials/kms-signing-keys.ts: blobs base64 in the JSON protocol, bytes in lib. */
+export function kmsSigningOperations(client: AwsJsonClient): KmsSigningOperations {
+  return {
+    createKey: (input) => client.call('CreateKey', input),
+    describeKey: (input) => client.call('DescribeKey', input),
+    scheduleKeyDeletion: (input) => client.call('ScheduleKeyDeletion', input),
+    getPublicKey: async (input) => {
+      const out = await client.call<{ PublicKey?: string; KeyUsage?: string }>('GetPublicKey', input);
+      return { PublicKey: bytes(out.PublicKey), KeyUsage: out.KeyUsage };
+    },
+    sign: async (input) => {
+      const out = await client.call<{ Signature?: string }>('Sign', {
+        ...input,
+        Message: base64(input.Message),
+      });
+      return { Signature: bytes(out.Signature) };
+    },
+  };
+}
+
 /** The STS port of lib/credentials/sts-web-identity.ts (AWS Query protocol: members come back as strings). */
 export function stsOperations(client: AwsJsonClient): WebIdentityTokenOperations {
   return {
@@ -165,6 +188,7 @@ export function createAwsClients(settings: AwsClientSettings = {}): AwsClients {
     dynamodb: dynamoDbOperations(dynamodb),
     secretsManager: secretsManagerOperations(secretsManager),
     kms: kmsDataKeys(kms),
+    kmsSigning: kmsSigningOperations(kms),
     sts: stsOperations(sts),
     destroy: () => {
       for (const c of [dynamodb, secretsManager, kms, sts]) c.destroy();

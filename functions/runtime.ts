@@ -4,8 +4,10 @@ import { AuthorityPolicy } from '../lib/authority';
 import { ClientCredentialsFlow } from '../lib/client-credentials-flow';
 import { DynamoDbCreateJournal } from '../lib/create-journal';
 import { DEFAULT_FEDERATION_AUDIENCE } from '../lib/credentials/federated';
+import { KmsSigningKeys } from '../lib/credentials/kms-signing-keys';
 import { StsWebIdentityTokenSource } from '../lib/credentials/sts-web-identity';
 import { EntraTokenClient } from '../lib/entra-token-client';
+import { type IssueKmsCertificate, KmsCertificates } from '../lib/kms-certificates';
 import { CERTIFICATE_DAYS_TO_EXPIRY_METRIC, METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
 import { DynamoDbRefreshCoordinator } from '../lib/refresh-coordinator';
 import { ScheduledRefresh } from '../lib/scheduled-refresh';
@@ -41,8 +43,18 @@ export interface Runtime {
   federation?: { issuer: string; subject: string; audience: string };
 }
 
+/** What only some functions bring to the runtime. */
+export interface RuntimeOptions {
+  /**
+   * Loads the certificate issuer for kms_certificate services (lib/credentials/kms-certificate-issuer.ts, which
+   * brings @peculiar/x509). Only the admin function passes it, as a dynamic import: the other bundles do not even
+   * contain it. Without it, `credential_type: kms_certificate` is refused at creation.
+   */
+  certificateIssuer?: () => Promise<IssueKmsCertificate>;
+}
+
 /** Builds the runtime from `process.env`; throws naming every missing or malformed variable. */
-export function createRuntime(): Runtime {
+export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const env = readEnvironment();
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME });
   // Short, enforced timeouts: when DynamoDB hangs or refuses, the flow degrades to memory instead of holding callers.
@@ -61,6 +73,8 @@ export function createRuntime(): Runtime {
     client: dynamodb,
     tableName: env.TOKEN_BROKER_SERVICES_TABLE,
   });
+  // kms_certificate services: kms:Sign for their client assertions (and, in the admin function, CreateKey).
+  const signingKeys = new KmsSigningKeys(clients.kmsSigning, { brokerId: env.TOKEN_BROKER_INSTANCE_ID });
   const sealer = new KmsEnvelopeEncryption({
     client: clients.kms,
     keyId: env.TOKEN_BROKER_TOKEN_KEY_ID,
@@ -98,10 +112,11 @@ export function createRuntime(): Runtime {
     entra,
     authority,
     // STS is asked only when a federated service needs a token; its client (functions/aws-json.ts) costs nothing
-    // at cold start, so nothing is loaded lazily here.
-    credentialSources: federation
-      ? { webIdentity: async () => new StsWebIdentityTokenSource(clients.sts) }
-      : {},
+    // at cold start, so nothing is loaded lazily here. KMS signs for kms_certificate services.
+    credentialSources: {
+      signingKeys,
+      ...(federation ? { webIdentity: async () => new StsWebIdentityTokenSource(clients.sts) } : {}),
+    },
     logger,
     metrics,
     settings: {
@@ -141,6 +156,17 @@ export function createRuntime(): Runtime {
       federationAudiences: env.TOKEN_BROKER_FEDERATION_AUDIENCES.split(',')
         .map((audience) => audience.trim())
         .filter((audience) => audience.length > 0),
+      ...(options.certificateIssuer
+        ? {
+            kms: new KmsCertificates({
+              keys: signingKeys,
+              issuer: options.certificateIssuer,
+              logger,
+              now: Date.now,
+              brokerId: env.TOKEN_BROKER_INSTANCE_ID,
+            }),
+          }
+        : {}),
       journal: new DynamoDbCreateJournal({ client: dynamodb, tableName: env.TOKEN_BROKER_SERVICES_TABLE }),
       secretReferences: new SecretReferencePolicy(
         env.TOKEN_BROKER_SECRET_PREFIX,

@@ -10,6 +10,8 @@ export interface PlannedService {
   version: string;
   /** True when the create makes a managed secret for it (`<prefix><name>/<version>`); false for a brought one. */
   managedSecret: boolean;
+  /** A KMS key the create made for it (kms_certificate), noted right after CreateKey answered. */
+  kmsKeyArn?: string;
 }
 
 /** A create in progress: what it will write, and when the invocation writing it has certainly ended. */
@@ -27,6 +29,12 @@ export interface CreateIntent {
  */
 export interface CreateJournal {
   begin(intent: CreateIntent, options?: CallOptions): Promise<void>;
+  /**
+   * Notes the KMS key created for the `index`-th service of an intent: a create cut off after this has the key's
+   * deletion scheduled by the undo. (One cut off between CreateKey and this note leaves the key, tagged with its
+   * service, for an operator.)
+   */
+  noteKey(id: string, index: number, keyArn: string, options?: CallOptions): Promise<void>;
   /** The create is over (complete, or undone): its intent goes. */
   end(id: string, options?: CallOptions): Promise<void>;
   /** Intents whose invocation has ended without committing, as of `now`. */
@@ -77,6 +85,24 @@ export class DynamoDbCreateJournal implements CreateJournal {
     }
   }
 
+  async noteKey(id: string, index: number, keyArn: string, options?: CallOptions): Promise<void> {
+    try {
+      await this.client.updateItem(
+        {
+          TableName: this.tableName,
+          Key: this.key(id),
+          UpdateExpression: `SET #services[${index}].kms_key_arn = :arn`,
+          ConditionExpression: 'attribute_exists(#services)',
+          ExpressionAttributeNames: { '#services': 'services' },
+          ExpressionAttributeValues: { ':arn': s(keyArn) },
+        },
+        options,
+      );
+    } catch (error) {
+      throw storeFailure('create journal update failed', error);
+    }
+  }
+
   async end(id: string, options?: CallOptions): Promise<void> {
     try {
       await this.client.deleteItem({ TableName: this.tableName, Key: this.key(id) }, options);
@@ -112,6 +138,7 @@ export class DynamoDbCreateJournal implements CreateJournal {
               name: entry.M?.name?.S ?? '',
               version: entry.M?.version?.S ?? '',
               managedSecret: entry.M?.managed_secret?.BOOL === true,
+              ...(entry.M?.kms_key_arn?.S ? { kmsKeyArn: entry.M.kms_key_arn.S } : {}),
             })),
           });
         }

@@ -44,20 +44,50 @@ const ServiceViewSchema = ServiceInputSchema.extend({
     return_to_hosts: z.array(z.string()).optional(),
     prompt: z.string().optional(),
     cloud: z.enum(['global', 'usgov', 'china']).optional(),
-    credential_type: z.enum(['certificate', 'federated']).optional().describe('Absent for client_secret.'),
+    credential_type: z
+      .enum(['certificate', 'kms_certificate', 'federated'])
+      .optional()
+      .describe('Absent for client_secret.'),
     federation_audience: z.string().optional(),
     client_secret_arn: z
       .string()
       .optional()
       .describe('Present only for services whose secret the administrator brought.'),
-    certificate: z.string().optional().describe('certificate services: the public certificate (PEM).'),
+    certificate: z
+      .string()
+      .optional()
+      .describe('certificate and kms_certificate services: the (active) public certificate (PEM).'),
     certificate_thumbprint_sha256: z
       .string()
       .optional()
       .describe('base64url SHA-256 of the certificate (x5t#S256), as Entra shows it.'),
     certificate_not_after: z.string().optional().describe('End of the certificate validity (ISO 8601).'),
+    key_spec: z.enum(['RSA_2048', 'RSA_3072']).optional().describe('kms_certificate: the key spec.'),
+    certificate_validity_days: z
+      .number()
+      .int()
+      .optional()
+      .describe('kms_certificate: validity of issued certificates.'),
+    kms_key_arn: z
+      .string()
+      .optional()
+      .describe('kms_certificate: present only when the administrator brought the active key.'),
+    next_certificate: z
+      .string()
+      .optional()
+      .describe('kms_certificate: the pending next certificate (PEM), until active_certificate names it.'),
+    next_certificate_thumbprint_sha256: z.string().optional(),
+    next_certificate_not_after: z.string().optional(),
   }),
 }).describe('A service as stored, never with its secret or private key.');
+
+const IssuedCertificateSchema = z
+  .object({
+    certificate: z.string().describe('The new certificate (PEM): upload it to the app registration.'),
+    certificate_thumbprint_sha256: z.string().describe('Its thumbprint: the value for active_certificate.'),
+    certificate_not_after: z.string(),
+  })
+  .describe('The next certificate of a kms_certificate service, pending until active_certificate names it.');
 
 const FederationSchema = z
   .object({ issuer: z.string(), subject: z.string(), audience: z.string() })
@@ -215,6 +245,31 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         },
       },
     },
+    '/api/v2/system/service/{name}/certificate': {
+      parameters: [nameParam('name')],
+      get: {
+        operationId: 'getServiceCertificate',
+        summary:
+          'The active certificate of a certificate or kms_certificate service (PEM, for the app registration)',
+        responses: {
+          '200': {
+            description: 'The certificate, PEM',
+            content: { 'application/x-pem-file': { schema: { type: 'string' } } },
+          },
+          ...errorResponses(400, 404),
+        },
+      },
+      post: {
+        operationId: 'issueNextCertificate',
+        summary:
+          'kms_certificate: issue the next certificate with a new KMS key while the active one keeps signing; PATCH config.active_certificate switches to it. A pending one it replaces has its key scheduled for deletion (7 days).',
+        parameters: [ifMatch],
+        responses: {
+          '201': ok('The pending certificate', 'IssuedCertificate', etag),
+          ...errorResponses(400, 404, 409, 412),
+        },
+      },
+    },
     '/api/v2/system/federation': {
       get: {
         operationId: 'getFederation',
@@ -286,6 +341,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         TokenResponse: strip(json(TokenResponseSchema)),
         ClearResponse: strip(json(ClearResponseSchema)),
         Federation: strip(json(FederationSchema)),
+        IssuedCertificate: strip(json(IssuedCertificateSchema)),
         Error: strip(json(ErrorResponseSchema)),
         ...delegated.schemas,
       },

@@ -23,6 +23,7 @@ export const ROUTES: readonly RouteDefinition[] = [
   { resource: '/api/v2/{service}/client_credentials', methods: ['GET', 'POST', 'DELETE'], function: 'token' },
   { resource: '/api/v2/system/service', methods: ['GET', 'POST'], function: 'admin' },
   { resource: '/api/v2/system/service/{name}', methods: ['GET', 'PATCH', 'DELETE'], function: 'admin' },
+  { resource: '/api/v2/system/service/{name}/certificate', methods: ['GET', 'POST'], function: 'admin' },
   { resource: '/api/v2/system/federation', methods: ['GET'], function: 'admin' },
   { resource: '/api/v2/api_docs', methods: ['GET'], function: 'admin' },
   // The authorization code flow (lib/authorization-code/, functions/delegated.ts).

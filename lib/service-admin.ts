@@ -5,8 +5,11 @@ import type { CallOptions } from './call-options';
 import type { CreateJournal } from './create-journal';
 import { assertCredentialChange } from './credentials/credential-config';
 import { NotFoundError, PreconditionFailedError, ValidationError } from './errors';
+import { type IssuedCertificate, KmsCertificateRotation } from './kms-certificate-rotation';
+import type { KmsCertificates } from './kms-certificates';
 import type { SecretReferencePolicy } from './secret-reference';
 import type { SecretStore } from './secret-store';
+import { changedFields, unwrap } from './service-bodies';
 import {
   ServiceInputSchema,
   ServiceMergedSchema,
@@ -23,12 +26,7 @@ import type { ServiceRegistry } from './service-registry';
 import type { TokenCache } from './token-cache';
 import { parseOrThrow } from './validation';
 
-/**
- * At most this many services in one `{"resource": [...]}` request: at normal AWS latency (three calls each) they
- * take about 2-3 s, well inside the admin function's 10 s, with time left to undo them all should one fail.
- */
-export const MAX_SERVICES_PER_REQUEST = 25;
-
+export { MAX_SERVICES_PER_REQUEST } from './service-bodies';
 export { SECRET_RECOVERY_WINDOW_DAYS } from './service-credentials';
 
 export interface ServiceAdministrationDependencies {
@@ -46,6 +44,8 @@ export interface ServiceAdministrationDependencies {
   federationEnabled?: boolean;
   /** Audiences besides api://AzureADTokenExchange a federated service may name (the roles may request them). */
   federationAudiences?: readonly string[];
+  /** Keys and certificates of kms_certificate services (the admin function); without it the type is refused. */
+  kms?: KmsCertificates;
   now?: () => number;
   newId?: () => string;
 }
@@ -61,44 +61,7 @@ export type CreateResult =
   | { kind: 'single'; created: VersionedView }
   | { kind: 'envelope'; services: ServiceView[] };
 
-/** Splits a request body into service objects, remembering whether it used DreamFactory's envelope. */
-function unwrap(body: unknown): { items: unknown[]; envelope: boolean } {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new ValidationError('body: must be a service object or {"resource": [service, ...]}');
-  }
-  if ('resource' in body) {
-    const resource = (body as { resource: unknown }).resource;
-    const extra = Object.keys(body).filter((k) => k !== 'resource');
-    if (extra.length > 0)
-      throw new ValidationError(`body: unknown field next to resource: ${extra.join(', ')}`);
-    if (!Array.isArray(resource) || resource.length === 0) {
-      throw new ValidationError('resource: must be a non-empty array of service objects');
-    }
-    if (resource.length > MAX_SERVICES_PER_REQUEST) {
-      throw new ValidationError(
-        `resource: at most ${MAX_SERVICES_PER_REQUEST} services per request (what is sure to be created, or undone, within the request's time); send the rest in further requests`,
-      );
-    }
-    return { items: resource, envelope: true };
-  }
-  return { items: [body], envelope: false };
-}
-
-/** Field names (dotted) whose values differ between two views; for audit logs, never values. */
-function changedFields(before: ServiceView, after: ServiceView): string[] {
-  const fields: string[] = [];
-  for (const key of ['label', 'description', 'is_active'] as const) {
-    if (before[key] !== after[key]) fields.push(key);
-  }
-  const keys = new Set([...Object.keys(before.config), ...Object.keys(after.config)]);
-  for (const key of keys) {
-    const a = (before.config as unknown as Record<string, unknown>)[key];
-    const b = (after.config as unknown as Record<string, unknown>)[key];
-    // JSON, so that lists (return_to_hosts) compare by value.
-    if (JSON.stringify(a) !== JSON.stringify(b)) fields.push(`config.${key}`);
-  }
-  return fields;
-}
+const typeOf = (c: ServiceRecord['config']) => c.credential_type ?? 'client_secret';
 
 /**
  * Registers and manages services. Every write keeps the service and its secret together: a secret is never left
@@ -111,6 +74,7 @@ export class ServiceAdministration {
   private readonly newId: () => string;
   private readonly creation: ServiceCreation;
   private readonly credentials: ServiceCredentials;
+  private readonly rotation?: KmsCertificateRotation;
 
   constructor(deps: ServiceAdministrationDependencies) {
     this.deps = deps;
@@ -127,6 +91,14 @@ export class ServiceAdministration {
       now: this.now,
       newId: this.newId,
     });
+    if (deps.kms) {
+      this.rotation = new KmsCertificateRotation({
+        ...deps,
+        kms: deps.kms,
+        now: this.now,
+        newId: this.newId,
+      });
+    }
   }
 
   /**
@@ -154,9 +126,10 @@ export class ServiceAdministration {
     for (const input of inputs) {
       if (seen.has(input.name)) throw new ValidationError(`name: "${input.name}" appears more than once`);
       seen.add(input.name);
-      const { config, secret } = splitInput(input);
-      const certificate = await this.creation.checkReferences(input.name, config, secret, options);
-      prepared.push({ input, config, secret, certificate });
+      const split = splitInput(input);
+      const config = await this.creation.checkKms(split.config, split.kmsKeyArn);
+      const certificate = await this.creation.checkReferences(input.name, config, split.secret, options);
+      prepared.push({ input, config, secret: split.secret, certificate, kmsKeyArn: split.kmsKeyArn });
     }
     return { prepared, envelope };
   }
@@ -206,23 +179,38 @@ export class ServiceAdministration {
       );
     }
 
+    const { active_certificate: activeThumbprint, kms_key_arn: keyArn, ...patchConfig } = patch.config ?? {};
+    if (
+      keyArn !== undefined &&
+      (current.kms?.active.keyCreated !== false || keyArn !== current.kms.active.keyArn)
+    ) {
+      throw new ValidationError(
+        `config.kms_key_arn: a service's key is chosen when it is created; POST /api/v2/system/service/${name}/certificate issues a certificate with a new key`,
+        { context: { field: 'config.kms_key_arn' } },
+      );
+    }
     const base = toEditableInput(current);
-    const mergedConfig: Record<string, unknown> = { ...(base.config as object), ...patch.config };
+    const mergedConfig: Record<string, unknown> = { ...(base.config as object), ...patchConfig };
     // null returns an optional field (authority_url, the authorization code fields) to its default.
     for (const [field, value] of Object.entries(mergedConfig)) if (value === null) delete mergedConfig[field];
     const { config: _ignored, ...patchTop } = patch;
     const merged = parseOrThrow(ServiceMergedSchema, { ...base, ...patchTop, config: mergedConfig });
     const { config, secret } = splitInput(merged);
-    const typeOf = (c: ServiceRecord['config']) => c.credential_type ?? 'client_secret';
     assertCredentialChange(typeOf(current.config), typeOf(config), merged.config);
     const certificate = await this.creation.checkReferences(name, config, secret, options);
+    const activated =
+      activeThumbprint === undefined ? undefined : KmsCertificateRotation.activate(current, activeThumbprint);
 
     const version = this.newId();
     // The credential the new version uses: what the write brings, else the current one if the type is unchanged.
     const keepSecret = typeOf(config) !== 'federated' ? current.secret : undefined;
     const nextSecret = secret ? await this.creation.storeSecret(name, version, secret, options) : keepSecret;
     const nextCertificate =
-      typeOf(config) === 'certificate' ? (certificate ?? current.certificate) : undefined;
+      typeOf(config) === 'certificate'
+        ? (certificate ?? current.certificate)
+        : typeOf(config) === 'kms_certificate'
+          ? (activated?.certificate ?? current.certificate)
+          : undefined;
     const next: ServiceRecord = {
       ...current,
       label: merged.label ?? current.label,
@@ -231,6 +219,7 @@ export class ServiceAdministration {
       config,
       secret: nextSecret,
       certificate: nextCertificate,
+      kms: activated?.kms ?? current.kms,
       version,
       updated_at: new Date(this.now()).toISOString(),
     };
@@ -245,6 +234,8 @@ export class ServiceAdministration {
     if (next.secret?.arn !== current.secret?.arn) {
       await this.credentials.drop(current.secret, name, 'recoverable');
     }
+    // The replaced key signed its last assertion before the write: from now on every instance uses the new one.
+    if (activated?.retired) await this.deps.kms?.retire(activated.retired, name);
 
     const before = toServiceView(current);
     const after = toServiceView(next);
@@ -268,6 +259,7 @@ export class ServiceAdministration {
     await this.deps.registry.delete(name, current.version, options);
     await this.clearQuietly(name);
     await this.credentials.drop(current.secret, name, 'recoverable');
+    await this.deps.kms?.retireAll(current);
     this.deps.logger.info('audit: service deleted', { serviceName: name, version: current.version });
     return { service: toServiceView(current), version: current.version };
   }
@@ -295,7 +287,7 @@ export class ServiceAdministration {
       await this.createPrepared(prepared, false, options);
       return 'created';
     }
-    const { config, secret } = splitInput(input);
+    const { config, secret, kmsKeyArn } = splitInput(input);
     const desired: ServiceView = {
       name: input.name,
       label: input.label ?? input.name,
@@ -308,10 +300,23 @@ export class ServiceAdministration {
         ...(secret && 'certificateSecretArn' in secret
           ? { certificate_secret_arn: secret.certificateSecretArn }
           : {}),
+        ...(kmsKeyArn ? { kms_key_arn: kmsKeyArn } : {}),
       },
     };
+    const currentView = toServiceView(current);
+    // The broker's own certificates are not declared: compare the rest.
+    if (config.credential_type === 'kms_certificate') {
+      const { certificate, certificate_thumbprint_sha256, certificate_not_after } = currentView.config;
+      Object.assign(desired.config, { certificate, certificate_thumbprint_sha256, certificate_not_after });
+      for (const f of [
+        'next_certificate',
+        'next_certificate_thumbprint_sha256',
+        'next_certificate_not_after',
+      ] as const)
+        if (currentView.config[f] !== undefined) desired.config[f] = currentView.config[f];
+    }
     const unchanged =
-      changedFields(toServiceView(current), desired).length === 0 && !(secret && 'clientSecret' in secret);
+      changedFields(currentView, desired).length === 0 && !(secret && 'clientSecret' in secret);
     if (unchanged) return 'unchanged';
     const { name: _name, ...patch } = body as Record<string, unknown>;
     const patchConfig = { ...(patch.config as Record<string, unknown>) };
@@ -337,6 +342,28 @@ export class ServiceAdministration {
       options,
     );
     return 'updated';
+  }
+
+  /** The active certificate (PEM) of a certificate or kms_certificate service; NotFoundError otherwise. */
+  async certificate(name: string, options: CallOptions = {}): Promise<string> {
+    const record = await this.deps.registry.get(name, options);
+    if (!record) throw new NotFoundError(`service "${name}" does not exist`);
+    if (!record.certificate) {
+      throw new NotFoundError(
+        `service "${name}" has no certificate (credential_type "${typeOf(record.config)}")`,
+      );
+    }
+    return record.certificate.pem;
+  }
+
+  /** Issues the next certificate of a kms_certificate service, with a new key (KmsCertificateRotation.issueNext). */
+  issueNextCertificate(
+    name: string,
+    ifMatch?: string,
+    options: CallOptions = {},
+  ): Promise<IssuedCertificate> {
+    if (!this.rotation) throw new ValidationError('certificates are issued only by the admin API');
+    return this.rotation.issueNext(name, ifMatch, options);
   }
 
   /** Every service, without secrets. */

@@ -6,6 +6,12 @@ import {
   type AcceptedCredentialType,
   credentialChoice,
 } from './credentials/credential-config';
+import {
+  DEFAULT_CERTIFICATE_VALIDITY_DAYS,
+  type KmsCredential,
+  kmsConfigShape,
+  kmsPatchShape,
+} from './credentials/kms-credential-config';
 
 /**
  * The service configuration as administrators send it (DreamFactory's `oauth_azure_ad` service object) and as
@@ -98,10 +104,12 @@ const PemSchema = z.string(typed('must be a PEM string')).max(16_384, 'must be a
 /** The config fields; which credential fields are required depends on the type and on create vs update. */
 const configShape = {
   credential_type: z
-    .enum(ACCEPTED_CREDENTIAL_TYPES, { error: 'must be "client_secret", "certificate" or "federated"' })
+    .enum(ACCEPTED_CREDENTIAL_TYPES, {
+      error: 'must be "client_secret", "certificate", "kms_certificate" or "federated"',
+    })
     .optional()
     .describe(
-      'client_secret (default), certificate (an imported certificate and key, stored in Secrets Manager) or federated (an AWS STS web identity token; no secret anywhere).',
+      'client_secret (default), certificate (an imported certificate and key, stored in Secrets Manager), kms_certificate (a certificate the broker issues for a KMS key; the private key never leaves KMS) or federated (an AWS STS web identity token; no secret anywhere).',
     ),
   certificate: PemSchema.optional().describe(
     'credential_type certificate: the PEM X.509 certificate registered on the app registration.',
@@ -112,6 +120,7 @@ const configShape = {
   certificate_secret_arn: ClientSecretArnSchema.optional().describe(
     'credential_type certificate, instead of certificate and private_key: complete ARN of an existing secret holding the JSON {"certificate": PEM, "private_key": PEM PKCS#8}; the same rules as client_secret_arn. Read, never copied.',
   ),
+  ...kmsConfigShape,
   federation_audience: z
     .string(typed('must be a string'))
     .min(1, 'must not be empty')
@@ -206,6 +215,7 @@ export const ServicePatchSchema = z
           certificate: PemSchema.optional(),
           private_key: PemSchema.optional(),
           federation_audience: z.string({ error: 'must be a string or null' }).nullable().optional(),
+          ...kmsPatchShape,
           authority_url: z.string({ error: 'must be a string or null' }).nullable().optional(),
           // Checked by the merged schema; null returns a field to its default.
           user_scopes: z.string({ error: 'must be a string or null' }).nullable().optional(),
@@ -237,6 +247,10 @@ export interface ServiceConfig extends DelegatedConfig {
   credential_type?: Exclude<AcceptedCredentialType, 'client_secret'>;
   /** federated: the STS token's audience when not api://AzureADTokenExchange. */
   federation_audience?: string;
+  /** kms_certificate: the spec of the active key, and of the keys a rotation creates. */
+  key_spec?: 'RSA_2048' | 'RSA_3072';
+  /** kms_certificate: validity of each certificate the broker issues. */
+  certificate_validity_days?: number;
 }
 
 /** The public facts of a `certificate` service's certificate; the key stays in Secrets Manager. */
@@ -267,8 +281,10 @@ export interface ServiceRecord {
   config: ServiceConfig;
   /** Where the client secret or imported certificate key lives; none for federated services. */
   secret?: SecretReference;
-  /** certificate services: the certificate's public facts. */
+  /** certificate and kms_certificate services: the (active) certificate's public facts. */
   certificate?: StoredCertificate;
+  /** kms_certificate services: the active KMS key and a pending next one. */
+  kms?: KmsCredential;
   /** Random id that changes on every write; part of every cache key, so old tokens become unreachable. */
   version: string;
   created_at: string;
@@ -288,6 +304,10 @@ export interface ServiceView {
     certificate?: string;
     certificate_thumbprint_sha256?: string;
     certificate_not_after?: string;
+    kms_key_arn?: string;
+    next_certificate?: string;
+    next_certificate_thumbprint_sha256?: string;
+    next_certificate_not_after?: string;
   };
 }
 
@@ -299,10 +319,14 @@ export type SecretInput =
   | { certificateSecretArn: string }
   | undefined;
 
-/** Splits validated input into the stored configuration and the secret input. */
+/**
+ * Splits validated input into the stored configuration, the secret input and, for kms_certificate, the key the
+ * administrator brought (`kms_key_arn`, checked and recorded apart from the configuration).
+ */
 export function splitInput(input: z.output<typeof ServiceMergedSchema>): {
   config: ServiceConfig;
   secret: SecretInput;
+  kmsKeyArn?: string;
 } {
   const {
     client_secret,
@@ -312,9 +336,20 @@ export function splitInput(input: z.output<typeof ServiceMergedSchema>): {
     certificate_secret_arn,
     is_client_credentials,
     credential_type,
+    kms_key_arn,
     ...rest
   } = input.config;
+  // With a brought key and no key_spec, the key's own spec is recorded once it has been checked.
+  const keySpec = rest.key_spec ?? (kms_key_arn === undefined ? 'RSA_2048' : undefined);
+  const kms =
+    credential_type === 'kms_certificate'
+      ? {
+          ...(keySpec ? { key_spec: keySpec } : {}),
+          certificate_validity_days: rest.certificate_validity_days ?? DEFAULT_CERTIFICATE_VALIDITY_DAYS,
+        }
+      : {};
   return {
+    ...(kms_key_arn === undefined ? {} : { kmsKeyArn: kms_key_arn }),
     secret:
       client_secret !== undefined
         ? { clientSecret: client_secret }
@@ -328,6 +363,7 @@ export function splitInput(input: z.output<typeof ServiceMergedSchema>): {
     config: {
       ...rest,
       ...(credential_type === undefined || credential_type === 'client_secret' ? {} : { credential_type }),
+      ...kms,
       // DreamFactory's flag: defaults to whether the grant type is client credentials.
       is_client_credentials: is_client_credentials ?? rest.grant_type === 'client_credentials',
     },
@@ -355,6 +391,14 @@ export function toServiceView(record: ServiceRecord): ServiceView {
             certificate: record.certificate.pem,
             certificate_thumbprint_sha256: record.certificate.thumbprintSha256,
             certificate_not_after: record.certificate.notAfter,
+          }
+        : {}),
+      ...(record.kms && !record.kms.active.keyCreated ? { kms_key_arn: record.kms.active.keyArn } : {}),
+      ...(record.kms?.next
+        ? {
+            next_certificate: record.kms.next.certificate.pem,
+            next_certificate_thumbprint_sha256: record.kms.next.certificate.thumbprintSha256,
+            next_certificate_not_after: record.kms.next.certificate.notAfter,
           }
         : {}),
     },

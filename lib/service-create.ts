@@ -2,7 +2,8 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { type AuthorityPolicy, tokenEndpointFor } from './authority';
 import type { CallOptions } from './call-options';
 import type { CreateJournal, PlannedService } from './create-journal';
-import { ConflictError, DeadlineExceededError } from './errors';
+import { ConflictError, DeadlineExceededError, ValidationError } from './errors';
+import { KmsCertificates } from './kms-certificates';
 import type { SecretStore } from './secret-store';
 import type {
   SecretInput,
@@ -39,6 +40,8 @@ export interface ServiceCreationDependencies {
   logger: Logger;
   /** Without a journal, a create cut off part way is not undone later (lib-level tests only). */
   journal?: CreateJournal;
+  /** Keys and certificates of kms_certificate services; without it the type is refused (400). */
+  kms?: KmsCertificates;
   now: () => number;
   newId: () => string;
 }
@@ -51,6 +54,8 @@ export interface PreparedService {
   secret: SecretInput;
   /** An imported certificate's public facts. */
   certificate?: StoredCertificate;
+  /** kms_certificate: the key the administrator brought (checked); without it the broker creates one. */
+  kmsKeyArn?: string;
 }
 
 /**
@@ -74,6 +79,22 @@ export class ServiceCreation {
   ): Promise<StoredCertificate | undefined> {
     this.deps.authority.assertAllowed(tokenEndpointFor(config.authority_url, config.tenant_id, config.cloud));
     return this.deps.credentials.check(name, config, secret, options);
+  }
+
+  /**
+   * Checks what a kms_certificate service needs: that this deployment can issue certificates, and that a brought
+   * key (`kms_key_arn`) is an enabled RSA SIGN_VERIFY key. Returns the config with the key's spec recorded.
+   */
+  async checkKms(config: ServiceRecord['config'], kmsKeyArn?: string): Promise<ServiceRecord['config']> {
+    if (config.credential_type !== 'kms_certificate') return config;
+    if (!this.deps.kms) {
+      throw new ValidationError(
+        'config.credential_type: "kms_certificate" is not available in this function (only the admin API issues certificates)',
+        { context: { field: 'config.credential_type' } },
+      );
+    }
+    if (kmsKeyArn === undefined) return config;
+    return { ...config, key_spec: await this.deps.kms.checkKey(kmsKeyArn, config.key_spec) };
   }
 
   /** Stores the secret a write brings (see ServiceCredentials.store). */
@@ -113,13 +134,18 @@ export class ServiceCreation {
     const created: ServiceRecord[] = [];
     let attempted = 0;
     try {
-      for (const { input, config, secret, certificate, version } of planned) {
+      for (const [index, { input, config, secret, certificate, version, kmsKeyArn }] of planned.entries()) {
         this.assertTimeLeft(options);
         attempted++;
         // Cheap early answer; the conditional write below is what really guards the name.
         if (await this.deps.registry.get(input.name, options)) {
           throw new ConflictError(`a service named "${input.name}" already exists`);
         }
+        const kms = await this.provisionKms(input.name, config, kmsKeyArn, async (keyArn) => {
+          // Known from here on: an undo (now, or after a cut-off) schedules its deletion unless it is in use.
+          (services[index] as PlannedService).kmsKeyArn = keyArn;
+          await this.deps.journal?.noteKey(intentId, index, keyArn, options);
+        });
         const timestamp = new Date(this.deps.now()).toISOString();
         const record: ServiceRecord = {
           name: input.name,
@@ -131,6 +157,7 @@ export class ServiceCreation {
           // Federated services have no secret at all.
           ...(secret ? { secret: await this.storeSecret(input.name, version, secret, options) } : {}),
           ...(certificate ? { certificate } : {}),
+          ...(kms ? { certificate: kms.certificate, kms: { active: kms } } : {}),
           version,
           created_at: timestamp,
           updated_at: timestamp,
@@ -153,6 +180,21 @@ export class ServiceCreation {
       throw error;
     }
     return created;
+  }
+
+  /** The key and certificate of a kms_certificate service (KmsCertificates.provision); undefined for others. */
+  private async provisionKms(
+    name: string,
+    config: ServiceRecord['config'],
+    keyArn: string | undefined,
+    onKeyCreated: (keyArn: string) => Promise<void>,
+  ) {
+    if (config.credential_type !== 'kms_certificate' || !this.deps.kms) return undefined;
+    return this.deps.kms.provision(
+      name,
+      { ...KmsCertificates.rotationRequest(config), keyArn },
+      onKeyCreated,
+    );
   }
 
   /**
@@ -184,6 +226,7 @@ export class ServiceCreation {
   private async undoOne(planned: PlannedService): Promise<boolean> {
     const secretName = this.deps.credentials.managedSecretName(planned.name, planned.version);
     let secretInUse = false;
+    let keyInUse = false;
     try {
       // Only our record (this exact version) goes: the write may have been applied even if it reported failure.
       await this.deps.registry.delete(planned.name, planned.version);
@@ -205,6 +248,14 @@ export class ServiceCreation {
         return false;
       }
       secretInUse = current?.secret?.arn.includes(`:secret:${secretName}-`) === true;
+      keyInUse = [current?.kms?.active, current?.kms?.next].some((k) => k?.keyArn === planned.kmsKeyArn);
+    }
+    if (planned.kmsKeyArn !== undefined && !keyInUse) {
+      const retired = await this.deps.kms?.retire(
+        { keyArn: planned.kmsKeyArn, keyCreated: true },
+        planned.name,
+      );
+      if (retired === false) return false;
     }
     if (!planned.managedSecret || secretInUse) return true;
     try {

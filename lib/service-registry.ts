@@ -2,6 +2,12 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { Cloud } from './authority';
 import { delegatedConfigFromItem, delegatedConfigToItem } from './authorization-code/delegated-config';
 import type { CallOptions } from './call-options';
+import {
+  kmsConfigFromItem,
+  kmsConfigToItem,
+  kmsFromItem,
+  kmsToItem,
+} from './credentials/kms-credential-item';
 import { type DynamoDbOperations, isConditionalCheckFailure } from './dynamodb';
 import { ConflictError, type StoreError, storeFailure as wrapStoreFailure } from './errors';
 import type { ServiceRecord } from './service-config';
@@ -37,6 +43,7 @@ function toItem(r: ServiceRecord): Record<string, AttributeValue> {
   if (r.config.credential_type !== undefined) config.credential_type = s(r.config.credential_type);
   if (r.config.federation_audience !== undefined)
     config.federation_audience = s(r.config.federation_audience);
+  Object.assign(config, kmsConfigToItem(r.config));
   return {
     [SERVICES_TABLE.partitionKey]: s(r.name),
     label: s(r.label),
@@ -57,6 +64,7 @@ function toItem(r: ServiceRecord): Record<string, AttributeValue> {
           },
         }
       : {}),
+    ...(r.kms ? { kms: kmsToItem(r.kms) } : {}),
     version: s(r.version),
     created_at: s(r.created_at),
     updated_at: s(r.updated_at),
@@ -84,9 +92,10 @@ function fromItem(item: Record<string, AttributeValue>): ServiceRecord {
       ...(authority !== undefined ? { authority_url: authority } : {}),
       ...delegatedConfigFromItem(config),
       ...(config.cloud?.S !== undefined ? { cloud: config.cloud.S as Cloud } : {}),
-      ...(config.credential_type?.S === 'certificate' || config.credential_type?.S === 'federated'
-        ? { credential_type: config.credential_type.S }
+      ...(['certificate', 'kms_certificate', 'federated'].includes(config.credential_type?.S ?? '')
+        ? { credential_type: config.credential_type?.S as 'certificate' | 'kms_certificate' | 'federated' }
         : {}),
+      ...kmsConfigFromItem(config),
       ...(config.federation_audience?.S !== undefined
         ? { federation_audience: config.federation_audience.S }
         : {}),
@@ -103,6 +112,7 @@ function fromItem(item: Record<string, AttributeValue>): ServiceRecord {
           },
         }
       : {}),
+    ...(item.kms?.M ? { kms: kmsFromItem(item.kms.M) } : {}),
     version: str(item.version),
     created_at: str(item.created_at),
     updated_at: str(item.updated_at),

@@ -3,16 +3,21 @@ import { ValidationError } from '../errors';
 
 /**
  * Which credential a service uses (`config.credential_type`) and which config fields belong to it. A service has
- * exactly one credential; fields of another type are refused with a 400 naming them. `kms_certificate` is not
- * accepted yet (its library parts exist in this folder; its admin routes do not).
+ * exactly one credential; fields of another type are refused with a 400 naming them.
  */
-export const ACCEPTED_CREDENTIAL_TYPES = ['client_secret', 'certificate', 'federated'] as const;
+export const ACCEPTED_CREDENTIAL_TYPES = [
+  'client_secret',
+  'certificate',
+  'kms_certificate',
+  'federated',
+] as const;
 export type AcceptedCredentialType = (typeof ACCEPTED_CREDENTIAL_TYPES)[number];
 
 /** The config fields each credential type owns. */
 const FIELDS_OF: Record<AcceptedCredentialType, readonly string[]> = {
   client_secret: ['client_secret', 'client_secret_arn'],
   certificate: ['certificate', 'private_key', 'certificate_secret_arn'],
+  kms_certificate: ['kms_key_arn', 'key_spec', 'certificate_validity_days'],
   federated: ['federation_audience'],
 };
 
@@ -25,6 +30,9 @@ export interface CredentialFields {
   private_key?: string;
   certificate_secret_arn?: string;
   federation_audience?: string;
+  kms_key_arn?: string;
+  key_spec?: string;
+  certificate_validity_days?: number;
 }
 
 /**
@@ -81,7 +89,8 @@ export const credentialChoice =
 
 /**
  * A PATCH that changes the credential type must bring the new type's credential: a client secret (or ARN), or a
- * certificate and its key. Federated needs nothing.
+ * certificate and its key. Federated needs nothing. A kms_certificate service keeps its type (its keys and
+ * certificates have their own lifecycle: create a new service to change it), and no service becomes one by PATCH.
  */
 export function assertCredentialChange(
   from: AcceptedCredentialType,
@@ -89,6 +98,12 @@ export function assertCredentialChange(
   fields: CredentialFields,
 ): void {
   if (from === to) return;
+  if (from === 'kms_certificate' || to === 'kms_certificate') {
+    throw new ValidationError(
+      `config.credential_type: cannot change from "${from}" to "${to}" by PATCH: kms_certificate is chosen when a service is created (create a new service, then delete this one)`,
+      { context: { field: 'config.credential_type' } },
+    );
+  }
   if (
     to === 'client_secret' &&
     fields.client_secret === undefined &&

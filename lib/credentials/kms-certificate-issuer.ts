@@ -3,10 +3,6 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { SigningKeys } from './kms-signing-keys';
 
-/** Default and longest validity of a certificate the broker issues. */
-export const DEFAULT_CERTIFICATE_VALIDITY_DAYS = 365;
-export const MAX_CERTIFICATE_VALIDITY_DAYS = 730;
-
 const DAY_MS = 24 * 60 * 60 * 1000;
 const SHA256_WITH_RSA = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
 

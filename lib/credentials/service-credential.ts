@@ -3,6 +3,8 @@ import type { SecretCache } from '../secret-cache';
 import type { ServiceRecord } from '../service-config';
 import type { ClientCredential } from './credential';
 import { federatedCredential, type WebIdentityTokenSource } from './federated';
+import { kmsCertificateCredential } from './kms-certificate';
+import type { SigningKeys } from './kms-signing-keys';
 
 /**
  * What credentials other than stored secrets need, built by the runtime. Each is a loader, so the code behind it
@@ -11,11 +13,13 @@ import { federatedCredential, type WebIdentityTokenSource } from './federated';
 export interface CredentialSources {
   /** The broker's own web identity tokens (AWS STS); absent where federation is not set up. */
   webIdentity?: () => Promise<WebIdentityTokenSource>;
+  /** KMS keys that sign for kms_certificate services (the function's own KMS client). */
+  signingKeys?: SigningKeys;
 }
 
 /**
  * The credential a service authenticates with: its stored client secret or imported certificate (through the
- * secret cache), or a federated web identity token.
+ * secret cache), its active KMS certificate (signed by kms:Sign), or a federated web identity token.
  */
 export async function credentialOf(
   service: ServiceRecord,
@@ -30,6 +34,22 @@ export async function credentialOf(
       );
     }
     return federatedCredential({ source: sources.webIdentity, audience: service.config.federation_audience });
+  }
+  if (service.config.credential_type === 'kms_certificate') {
+    if (!service.kms || !sources.signingKeys) {
+      throw new CredentialUnavailableError(
+        `service "${service.name}" uses a kms_certificate credential, but ${service.kms ? 'this function cannot sign with KMS' : 'it has no KMS key recorded'}`,
+      );
+    }
+    const { active } = service.kms;
+    return kmsCertificateCredential({
+      keys: sources.signingKeys,
+      certificate: {
+        keyArn: active.keyArn,
+        thumbprintSha256: active.certificate.thumbprintSha256,
+        notAfter: active.certificate.notAfter,
+      },
+    });
   }
   if (!service.secret) throw new StoreError(`service "${service.name}" has no secret`);
   return secrets.credential(service.secret.arn, options);

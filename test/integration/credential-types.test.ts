@@ -21,7 +21,7 @@ import { EntraTokenClient } from '../../lib/entra-token-client';
 import { CredentialUnavailableError } from '../../lib/errors';
 import { type RunningKmsServer, startKmsServer } from '../../local/kms-server';
 import { type RunningStsServer, startStsServer } from '../../local/sts-server';
-import { brokerSts } from '../fixtures/broker-aws';
+import { brokerKmsSigning, brokerSts } from '../fixtures/broker-aws';
 import { type ClientCertificate, createClientCertificate } from '../fixtures/client-certificates';
 import { EntraEmulator } from '../fixtures/entra-emulator';
 
@@ -36,6 +36,8 @@ let emulator: EntraEmulator;
 let kmsServer: RunningKmsServer;
 let stsServer: RunningStsServer;
 let kms: KMSClient;
+/** The broker's own KMS client (functions/aws-clients.ts), as the functions give it to KmsSigningKeys. */
+let signing: ReturnType<typeof brokerKmsSigning>;
 let sts: ReturnType<typeof brokerSts>;
 let dataDir: string;
 let imported: ClientCertificate;
@@ -55,6 +57,7 @@ beforeAll(async () => {
     startStsServer({ roleArn: ROLE_ARN }),
   ]);
   kms = new KMSClient({ endpoint: kmsServer.url, ...local });
+  signing = brokerKmsSigning(kmsServer.url);
   sts = brokerSts(stsServer.url);
   emulator = await EntraEmulator.start({
     apps: [
@@ -73,6 +76,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   kms.destroy();
+  signing.destroy();
   sts.destroy();
   await Promise.all([emulator.stop(), kmsServer.close(), stsServer.close()]);
   await rm(dataDir, { recursive: true, force: true });
@@ -155,7 +159,7 @@ describe('kms_certificate (key in KMS)', () => {
   const issuedAt = Date.UTC(2026, 10, 1);
 
   beforeAll(async () => {
-    keys = new KmsSigningKeys(kms, { brokerId: BROKER_ID });
+    keys = new KmsSigningKeys(signing, { brokerId: BROKER_ID });
     keyArn = await keys.create('graph', 'RSA_2048');
     certificatePem = await issueKmsCertificate({
       keys,
@@ -210,7 +214,7 @@ describe('kms_certificate (key in KMS)', () => {
 });
 
 it('answers CredentialUnavailableError naming KMS’s refusal when the key can no longer sign', async () => {
-  const keys = new KmsSigningKeys(kms, { brokerId: BROKER_ID });
+  const keys = new KmsSigningKeys(signing, { brokerId: BROKER_ID });
   const keyArn = await keys.create('retired', 'RSA_2048');
   await keys.scheduleDeletion(keyArn, 7);
   const credential = kmsCertificateCredential({

@@ -9,10 +9,13 @@ import path from 'node:path';
 import { DescribeKeyCommand, KMSClient, ListResourceTagsCommand } from '@aws-sdk/client-kms';
 import { BROKER_INSTANCE_TAG, BROKER_KEY_TAG, KmsSigningKeys } from '../../lib/credentials/kms-signing-keys';
 import { type RunningKmsServer, startKmsServer } from '../../local/kms-server';
+import { brokerKmsSigning } from '../fixtures/broker-aws';
 
 let dataDir: string;
 let server: RunningKmsServer;
 let kms: KMSClient;
+/** The broker's own KMS client (functions/aws-clients.ts), which KmsSigningKeys runs on in the functions. */
+let signing: ReturnType<typeof brokerKmsSigning>;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'kms-signing-keys-'));
@@ -22,10 +25,12 @@ beforeAll(async () => {
     region: 'us-east-1',
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
   });
+  signing = brokerKmsSigning(server.url);
 });
 
 afterAll(async () => {
   kms.destroy();
+  signing.destroy();
   await server.close();
   await rm(dataDir, { recursive: true, force: true });
 });
@@ -34,7 +39,7 @@ const tagsOf = async (keyArn: string) =>
   (await kms.send(new ListResourceTagsCommand({ KeyId: keyArn }))).Tags ?? [];
 
 it('tags each key it creates with its broker instance id and the service', async () => {
-  const keys = new KmsSigningKeys(kms, { brokerId: 'token-broker-prod' });
+  const keys = new KmsSigningKeys(signing, { brokerId: 'token-broker-prod' });
 
   const keyArn = await keys.create('graph', 'RSA_3072');
 
@@ -47,8 +52,8 @@ it('tags each key it creates with its broker instance id and the service', async
 });
 
 it('keeps the keys of two brokers in one account apart by that tag', async () => {
-  const prod = new KmsSigningKeys(kms, { brokerId: 'token-broker-prod' });
-  const dev = new KmsSigningKeys(kms, { brokerId: 'token-broker-dev' });
+  const prod = new KmsSigningKeys(signing, { brokerId: 'token-broker-prod' });
+  const dev = new KmsSigningKeys(signing, { brokerId: 'token-broker-dev' });
 
   const [prodKey, devKey] = await Promise.all([
     prod.create('graph', 'RSA_2048'),
@@ -63,6 +68,6 @@ it('keeps the keys of two brokers in one account apart by that tag', async () =>
 
 it('refuses a broker id that KMS would not take as a tag value', () => {
   for (const brokerId of ['', 'a'.repeat(257), 'broker;drop', 'with*wildcard']) {
-    expect(() => new KmsSigningKeys(kms, { brokerId })).toThrow(/brokerId must be a KMS tag value/);
+    expect(() => new KmsSigningKeys(signing, { brokerId })).toThrow(/brokerId must be a KMS tag value/);
   }
 });
