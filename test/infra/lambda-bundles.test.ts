@@ -70,3 +70,38 @@ describe('Lambda bundles', () => {
     },
   );
 });
+
+/** The files esbuild builds a handler's bundle from (as NodejsFunction bundles it). */
+async function bundleInputs(file: string): Promise<string[]> {
+  const { metafile } = await build({
+    entryPoints: [path.join(ROOT, 'functions', file)],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+  });
+  return Object.keys(metafile.inputs);
+}
+
+/** The certificate issuer of kms_certificate services and the X.509 stack it brings. */
+const issuerCode = (inputs: readonly string[]) =>
+  inputs.filter(
+    (i) => i === 'lib/credentials/kms-certificate-issuer.ts' || /^node_modules\/@peculiar\//.test(i),
+  );
+
+describe('the X.509 stack of kms_certificate (@peculiar/x509)', () => {
+  it.each(HANDLERS.filter((f) => !['config.ts', 'runtime.ts', 'admin.ts'].includes(f)))(
+    'is not in the bundle of functions/%s (only the admin function issues certificates)',
+    async (file) => {
+      expect(issuerCode(await bundleInputs(file))).toEqual([]);
+    },
+  );
+
+  it('is in the admin bundle, which issues certificates (loaded there only when it does)', async () => {
+    const inputs = issuerCode(await bundleInputs('admin.ts'));
+    expect(inputs).toContain('lib/credentials/kms-certificate-issuer.ts');
+    expect(inputs.some((i) => i.startsWith('node_modules/@peculiar/x509/'))).toBe(true);
+  });
+});

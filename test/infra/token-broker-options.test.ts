@@ -370,16 +370,18 @@ describe('grants', () => {
     }
   });
 
-  it('grants an administrator the system/service routes, the federation facts and the API docs, and no token route', () => {
+  it('grants an administrator the system/service routes (certificates included), the federation facts and the API docs, and no token route', () => {
     expect(grantedArns(adminRoleId).sort()).toEqual([
       '/prod/DELETE/api/v2/system/service/*',
       '/prod/GET/api/v2/api_docs',
       '/prod/GET/api/v2/system/federation',
       '/prod/GET/api/v2/system/service',
       '/prod/GET/api/v2/system/service/*',
+      '/prod/GET/api/v2/system/service/*/certificate',
       '/prod/GET/api/v2/system/service/*/users',
       '/prod/PATCH/api/v2/system/service/*',
       '/prod/POST/api/v2/system/service',
+      '/prod/POST/api/v2/system/service/*/certificate',
     ]);
   });
 

@@ -31,16 +31,18 @@ describe('execute-api grants', () => {
     }
   });
 
-  it('names the admin routes with one path segment wildcard for the service name, the API docs and the federation facts', () => {
+  it('names the admin routes with one path segment wildcard for the service name (certificates included), the API docs and the federation facts', () => {
     expect(adminRoutes().map(executeApiTail).sort()).toEqual([
       'DELETE/api/v2/system/service/*',
       'GET/api/v2/api_docs',
       'GET/api/v2/system/federation',
       'GET/api/v2/system/service',
       'GET/api/v2/system/service/*',
+      'GET/api/v2/system/service/*/certificate',
       'GET/api/v2/system/service/*/users',
       'PATCH/api/v2/system/service/*',
       'POST/api/v2/system/service',
+      'POST/api/v2/system/service/*/certificate',
     ]);
   });
 
@@ -60,6 +62,7 @@ describe('execute-api grants', () => {
       '*/api/v2/system/federation',
       '*/api/v2/system/service',
       '*/api/v2/system/service/*',
+      '*/api/v2/system/service/*/certificate',
       '*/api/v2/system/service/*/users',
     ]);
     for (const method of ['GET', 'PATCH', 'DELETE']) {

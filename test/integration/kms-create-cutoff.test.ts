@@ -1,0 +1,109 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DescribeKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { AuthorityPolicy } from '../../lib/authority';
+import { DynamoDbCreateJournal } from '../../lib/create-journal';
+import { KmsSigningKeys } from '../../lib/credentials/kms-signing-keys';
+import { KmsCertificates } from '../../lib/kms-certificates';
+import { SecretReferencePolicy } from '../../lib/secret-reference';
+import { SecretsManagerSecretStore } from '../../lib/secret-store';
+import { ServiceAdministration } from '../../lib/service-admin';
+import { DynamoDbServiceRegistry } from '../../lib/service-registry';
+import { DynamoDbTokenCache } from '../../lib/token-cache';
+import { BlackHole } from '../fixtures/black-hole';
+import { BrokerHarness } from '../fixtures/broker-harness';
+import { BrokerProcess, sameDeploymentAs } from '../fixtures/broker-process';
+import { dynamoDbLocalClient } from '../fixtures/dynamodb';
+import { secretsManagerClient } from '../fixtures/secrets-manager';
+
+/**
+ * A kms_certificate create cut off after KMS created its key (the broker process killed while KMS hangs on the
+ * next call, before the service is written) leaves a key and a journal intent that names it; the next create,
+ * once the intent has expired, schedules that key's deletion. Real servers: DynamoDB Local, the local KMS and
+ * Secrets Manager, a real `npm start` process.
+ */
+
+const PREFIX = 'token-broker/test/services/';
+const local = { region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } };
+
+let h: BrokerHarness;
+let kms: KMSClient;
+let hole: BlackHole;
+let broker: BrokerProcess;
+
+beforeAll(async () => {
+  h = await BrokerHarness.start();
+  kms = new KMSClient({ endpoint: h.kms.url, ...local });
+  // Prepare: KMS answers CreateKey and then hangs; the broker is killed as soon as the next call is swallowed.
+  hole = await BlackHole.start(h.kms.url);
+  broker = await BrokerProcess.start({ env: sameDeploymentAs(h, { AWS_ENDPOINT_URL_KMS: hole.url }) });
+  hole.silenceAfter(1);
+  const swallowed = hole.nextSwallowed();
+  const pending = broker
+    .request('POST', '/api/v2/system/service', {
+      body: h.serviceBody('kms-cut', {}, { client_secret: undefined, credential_type: 'kms_certificate' }),
+    })
+    .catch(() => undefined);
+  await swallowed;
+  broker.kill();
+  await pending;
+}, 60_000);
+
+afterAll(async () => {
+  broker?.kill();
+  await hole?.close();
+  kms.destroy();
+  await h.close();
+});
+
+/** The keys the local KMS holds, with their state. */
+async function localKeys(): Promise<Array<{ arn: string; state?: string }>> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const directory = path.join(h.dataDir, 'kms');
+  const files = (await readdir(directory)).filter((f) => f.startsWith('asym-'));
+  return Promise.all(
+    files.map(async (f) => {
+      const arn = JSON.parse(await readFile(path.join(directory, f), 'utf8')).arn as string;
+      const { KeyMetadata } = await kms.send(new DescribeKeyCommand({ KeyId: arn }));
+      return { arn, state: KeyMetadata?.KeyState };
+    }),
+  );
+}
+
+function administration(now: () => number): ServiceAdministration {
+  const ddb = dynamoDbLocalClient();
+  const logger = new Logger({ serviceName: 'token-broker-test', logLevel: 'SILENT' });
+  return new ServiceAdministration({
+    registry: new DynamoDbServiceRegistry({ client: ddb, tableName: h.tables.servicesTable }),
+    secrets: new SecretsManagerSecretStore({ client: secretsManagerClient(h.secretsManagerUrl) }),
+    cache: new DynamoDbTokenCache({ client: ddb, tableName: h.tables.tokenCacheTable }),
+    journal: new DynamoDbCreateJournal({ client: ddb, tableName: h.tables.servicesTable }),
+    authority: new AuthorityPolicy(new URL(h.emulator.url).host),
+    secretReferences: new SecretReferencePolicy(PREFIX),
+    logger,
+    secretPrefix: PREFIX,
+    kms: new KmsCertificates({
+      keys: new KmsSigningKeys(kms),
+      issuer: async () => (await import('../../lib/credentials/kms-certificate-issuer')).issueKmsCertificate,
+      logger,
+      now,
+    }),
+    now,
+  });
+}
+
+it('leaves the created key enabled and no service at first', async () => {
+  const keys = await localKeys();
+  expect(keys).toHaveLength(1);
+  expect(keys[0]?.state).toBe('Enabled');
+  expect((await h.admin('GET', undefined, { name: 'kms-cut' })).status).toBe(404);
+});
+
+it('has the key scheduled for deletion by the next create once its intent has expired', async () => {
+  // Act: the next create, an hour later (every intent has expired by then)
+  await administration(() => Date.now() + 60 * 60_000).create(h.serviceBody('kms-after-cut'));
+  // Assess
+  const keys = await localKeys();
+  expect(keys).toHaveLength(1);
+  expect(keys[0]?.state).toBe('PendingDeletion');
+});
