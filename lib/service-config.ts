@@ -7,10 +7,11 @@ import {
   credentialChoice,
 } from './credentials/credential-config';
 import {
-  DEFAULT_CERTIFICATE_VALIDITY_DAYS,
   type KmsCredential,
+  kmsConfigDefaults,
   kmsConfigShape,
   kmsPatchShape,
+  kmsView,
 } from './credentials/kms-credential-config';
 
 /**
@@ -339,15 +340,7 @@ export function splitInput(input: z.output<typeof ServiceMergedSchema>): {
     kms_key_arn,
     ...rest
   } = input.config;
-  // With a brought key and no key_spec, the key's own spec is recorded once it has been checked.
-  const keySpec = rest.key_spec ?? (kms_key_arn === undefined ? 'RSA_2048' : undefined);
-  const kms =
-    credential_type === 'kms_certificate'
-      ? {
-          ...(keySpec ? { key_spec: keySpec } : {}),
-          certificate_validity_days: rest.certificate_validity_days ?? DEFAULT_CERTIFICATE_VALIDITY_DAYS,
-        }
-      : {};
+  const kms = credential_type === 'kms_certificate' ? kmsConfigDefaults(rest, kms_key_arn) : {};
   return {
     ...(kms_key_arn === undefined ? {} : { kmsKeyArn: kms_key_arn }),
     secret:
@@ -393,14 +386,7 @@ export function toServiceView(record: ServiceRecord): ServiceView {
             certificate_not_after: record.certificate.notAfter,
           }
         : {}),
-      ...(record.kms && !record.kms.active.keyCreated ? { kms_key_arn: record.kms.active.keyArn } : {}),
-      ...(record.kms?.next
-        ? {
-            next_certificate: record.kms.next.certificate.pem,
-            next_certificate_thumbprint_sha256: record.kms.next.certificate.thumbprintSha256,
-            next_certificate_not_after: record.kms.next.certificate.notAfter,
-          }
-        : {}),
+      ...kmsView(record.kms),
     },
   };
 }

@@ -68,3 +68,37 @@ export interface KmsCredential {
   active: KmsSigningKey;
   next?: KmsSigningKey;
 }
+
+/**
+ * The stored kms_certificate settings of a new service: key_spec (RSA_2048 unless given; with a brought key and no
+ * key_spec, the key's own spec is recorded once it has been checked) and certificate_validity_days (365).
+ */
+export function kmsConfigDefaults(
+  config: { key_spec?: SigningKeySpec; certificate_validity_days?: number },
+  kmsKeyArn: string | undefined,
+): { key_spec?: SigningKeySpec; certificate_validity_days: number } {
+  const keySpec = config.key_spec ?? (kmsKeyArn === undefined ? 'RSA_2048' : undefined);
+  return {
+    ...(keySpec ? { key_spec: keySpec } : {}),
+    certificate_validity_days: config.certificate_validity_days ?? DEFAULT_CERTIFICATE_VALIDITY_DAYS,
+  };
+}
+
+/** The public facts of a service's KMS keys in its view: the brought key's ARN, and a pending next certificate. */
+export function kmsView(kms: KmsCredential | undefined): {
+  kms_key_arn?: string;
+  next_certificate?: string;
+  next_certificate_thumbprint_sha256?: string;
+  next_certificate_not_after?: string;
+} {
+  return {
+    ...(kms && !kms.active.keyCreated ? { kms_key_arn: kms.active.keyArn } : {}),
+    ...(kms?.next
+      ? {
+          next_certificate: kms.next.certificate.pem,
+          next_certificate_thumbprint_sha256: kms.next.certificate.thumbprintSha256,
+          next_certificate_not_after: kms.next.certificate.notAfter,
+        }
+      : {}),
+  };
+}
