@@ -3,7 +3,7 @@ import { DescribeKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { AuthorityPolicy } from '../../lib/authority';
 import { DynamoDbCreateJournal } from '../../lib/create-journal';
 import { KmsSigningKeys } from '../../lib/credentials/kms-signing-keys';
-import { KmsCertificates } from '../../lib/kms-certificates';
+import { KmsCertificates, type KmsCertificatesOptions } from '../../lib/kms-certificates';
 import { SecretReferencePolicy } from '../../lib/secret-reference';
 import { SecretsManagerSecretStore } from '../../lib/secret-store';
 import { ServiceAdministration } from '../../lib/service-admin';
@@ -18,8 +18,9 @@ import { secretsManagerClient } from '../fixtures/secrets-manager';
 /**
  * A kms_certificate create cut off after KMS created its key (the broker process killed while KMS hangs on the
  * next call, before the service is written) leaves a key and a journal intent that names it; the next create,
- * once the intent has expired, schedules that key's deletion. Real servers: DynamoDB Local, the local KMS and
- * Secrets Manager, a real `npm start` process.
+ * once the intent has expired, schedules that key's deletion. A rotation that fails after CreateKey schedules
+ * its new key's deletion at once. Real servers: DynamoDB Local, the local KMS and Secrets Manager, a real
+ * `npm start` process.
  */
 
 const PREFIX = 'token-broker/test/services/';
@@ -70,7 +71,11 @@ async function localKeys(): Promise<Array<{ arn: string; state?: string }>> {
   );
 }
 
-function administration(now: () => number): ServiceAdministration {
+function administration(
+  now: () => number,
+  issuer: KmsCertificatesOptions['issuer'] = async () =>
+    (await import('../../lib/credentials/kms-certificate-issuer')).issueKmsCertificate,
+): ServiceAdministration {
   const ddb = dynamoDbLocalClient();
   const logger = new Logger({ serviceName: 'token-broker-test', logLevel: 'SILENT' });
   return new ServiceAdministration({
@@ -84,7 +89,7 @@ function administration(now: () => number): ServiceAdministration {
     secretPrefix: PREFIX,
     kms: new KmsCertificates({
       keys: new KmsSigningKeys(kms),
-      issuer: async () => (await import('../../lib/credentials/kms-certificate-issuer')).issueKmsCertificate,
+      issuer,
       logger,
       now,
     }),
@@ -106,4 +111,29 @@ it('has the key scheduled for deletion by the next create once its intent has ex
   const keys = await localKeys();
   expect(keys).toHaveLength(1);
   expect(keys[0]?.state).toBe('PendingDeletion');
+});
+
+it('schedules the deletion of the new key when a rotation fails after CreateKey, and leaves the service as it was', async () => {
+  // Prepare: a service, and an administration whose certificate issuer fails (a fault no local server produces)
+  expect(
+    (
+      await h.admin(
+        'POST',
+        h.serviceBody('kms-rot', {}, { client_secret: undefined, credential_type: 'kms_certificate' }),
+      )
+    ).status,
+  ).toBe(201);
+  const before = new Set((await localKeys()).map((k) => k.arn));
+  const failing = administration(Date.now, async () => {
+    throw new Error('the X.509 module could not be loaded');
+  });
+  // Act
+  await expect(failing.issueNextCertificate('kms-rot')).rejects.toThrow(
+    'issuing the certificate through KMS failed',
+  );
+  // Assess
+  const created = (await localKeys()).filter((k) => !before.has(k.arn));
+  expect(created).toEqual([{ arn: expect.any(String), state: 'PendingDeletion' }]);
+  const read = await h.admin('GET', undefined, { name: 'kms-rot' });
+  expect(read.body.config).not.toHaveProperty('next_certificate');
 });
