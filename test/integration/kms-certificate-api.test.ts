@@ -146,7 +146,13 @@ describe('creating a kms_certificate service', () => {
     const { KeyMetadata } = await kms.send(new DescribeKeyCommand({ KeyId: active }));
     expect(KeyMetadata).toMatchObject({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY', KeyState: 'Enabled' });
     const { Tags } = await kms.send(new ListResourceTagsCommand({ KeyId: active }));
-    expect(Tags).toContainEqual({ TagKey: 'token-broker:service', TagValue: 'kms-graph' });
+    // The harness's broker runs with the default instance id (TOKEN_BROKER_INSTANCE_ID).
+    expect(Tags).toEqual(
+      expect.arrayContaining([
+        { TagKey: 'token-broker:service', TagValue: 'kms-graph' },
+        { TagKey: 'token-broker:broker', TagValue: 'token-broker-local' },
+      ]),
+    );
     const certificate = new X509Certificate(created.body.config.certificate);
     expect(certificate.verify(certificate.publicKey)).toBe(true);
   });
@@ -319,7 +325,7 @@ describe('a key the administrator brings (kms_key_arn)', () => {
     [
       'a key that does not exist',
       () => 'arn:aws:kms:us-east-1:000000000000:key/11111111-2222-4333-8444-555555555555',
-      /KMS refused to describe this key \(NotFoundException\)/,
+      /KMS refused to describe this key \(NotFoundException\).*must carry the tag token-broker:broker=token-broker-local/,
     ],
   ])('refuses %s (400 naming config.kms_key_arn)', async (_case, arn, message) => {
     const result = await h.admin('POST', kmsBody(`kms-bad-${Date.now()}`, { kms_key_arn: arn() }));

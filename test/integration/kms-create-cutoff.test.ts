@@ -88,10 +88,11 @@ function administration(
     logger,
     secretPrefix: PREFIX,
     kms: new KmsCertificates({
-      keys: new KmsSigningKeys(kms),
+      keys: new KmsSigningKeys(kms, { brokerId: 'token-broker-local' }),
       issuer,
       logger,
       now,
+      brokerId: 'token-broker-local',
     }),
     now,
   });
