@@ -10,10 +10,10 @@ import { ServiceAdministration } from '../../lib/service-admin';
 import { DynamoDbServiceRegistry } from '../../lib/service-registry';
 import { DynamoDbTokenCache } from '../../lib/token-cache';
 import { BlackHole } from '../fixtures/black-hole';
+import { brokerDynamoDb, brokerKmsSigning, brokerSecretsManager } from '../fixtures/broker-aws';
 import { BrokerHarness } from '../fixtures/broker-harness';
 import { BrokerProcess, sameDeploymentAs } from '../fixtures/broker-process';
-import { dynamoDbLocalClient } from '../fixtures/dynamodb';
-import { secretsManagerClient } from '../fixtures/secrets-manager';
+import { dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 
 /**
  * A kms_certificate create cut off after KMS created its key (the broker process killed while KMS hangs on the
@@ -30,6 +30,8 @@ let h: BrokerHarness;
 let kms: KMSClient;
 let hole: BlackHole;
 let broker: BrokerProcess;
+/** The broker clients the tests opened (kept-alive connections to close). */
+const opened: Array<{ destroy(): void }> = [];
 
 beforeAll(async () => {
   h = await BrokerHarness.start();
@@ -53,6 +55,7 @@ afterAll(async () => {
   broker?.kill();
   await hole?.close();
   kms.destroy();
+  for (const client of opened) client.destroy();
   await h.close();
 });
 
@@ -76,11 +79,14 @@ function administration(
   issuer: KmsCertificatesOptions['issuer'] = async () =>
     (await import('../../lib/credentials/kms-certificate-issuer')).issueKmsCertificate,
 ): ServiceAdministration {
-  const ddb = dynamoDbLocalClient();
+  const ddb = brokerDynamoDb(dynamoDbLocalEndpoint());
+  const secrets = brokerSecretsManager(h.secretsManagerUrl);
+  const signing = brokerKmsSigning(h.kms.url);
+  opened.push(ddb, secrets, signing);
   const logger = new Logger({ serviceName: 'token-broker-test', logLevel: 'SILENT' });
   return new ServiceAdministration({
     registry: new DynamoDbServiceRegistry({ client: ddb, tableName: h.tables.servicesTable }),
-    secrets: new SecretsManagerSecretStore({ client: secretsManagerClient(h.secretsManagerUrl) }),
+    secrets: new SecretsManagerSecretStore({ client: secrets }),
     cache: new DynamoDbTokenCache({ client: ddb, tableName: h.tables.tokenCacheTable }),
     journal: new DynamoDbCreateJournal({ client: ddb, tableName: h.tables.servicesTable }),
     authority: new AuthorityPolicy(new URL(h.emulator.url).host),
@@ -88,7 +94,7 @@ function administration(
     logger,
     secretPrefix: PREFIX,
     kms: new KmsCertificates({
-      keys: new KmsSigningKeys(kms, { brokerId: 'token-broker-local' }),
+      keys: new KmsSigningKeys(signing, { brokerId: 'token-broker-local' }),
       issuer,
       logger,
       now,
