@@ -30,11 +30,11 @@ export interface CreateIntent {
 export interface CreateJournal {
   begin(intent: CreateIntent, options?: CallOptions): Promise<void>;
   /**
-   * Notes the KMS key created for the `index`-th service of an intent: a create cut off after this has the key's
-   * deletion scheduled by the undo. (One cut off between CreateKey and this note leaves the key, tagged with its
-   * service, for an operator.)
+   * Writes the intent again after a service of it got a KMS key (`kmsKeyArn` set): a create cut off after this has
+   * the key's deletion scheduled by the undo. (One cut off between CreateKey and this note leaves the key, tagged
+   * with its service, for an operator.)
    */
-  noteKey(id: string, index: number, keyArn: string, options?: CallOptions): Promise<void>;
+  noteKey(intent: CreateIntent, options?: CallOptions): Promise<void>;
   /** The create is over (complete, or undone): its intent goes. */
   end(id: string, options?: CallOptions): Promise<void>;
   /** Intents whose invocation has ended without committing, as of `now`. */
@@ -73,7 +73,12 @@ export class DynamoDbCreateJournal implements CreateJournal {
             expires_at: { N: String(intent.expiresAt) },
             services: {
               L: intent.services.map((p) => ({
-                M: { name: s(p.name), version: s(p.version), managed_secret: { BOOL: p.managedSecret } },
+                M: {
+                  name: s(p.name),
+                  version: s(p.version),
+                  managed_secret: { BOOL: p.managedSecret },
+                  ...(p.kmsKeyArn ? { kms_key_arn: s(p.kmsKeyArn) } : {}),
+                },
               })),
             },
           },
@@ -85,22 +90,9 @@ export class DynamoDbCreateJournal implements CreateJournal {
     }
   }
 
-  async noteKey(id: string, index: number, keyArn: string, options?: CallOptions): Promise<void> {
-    try {
-      await this.client.updateItem(
-        {
-          TableName: this.tableName,
-          Key: this.key(id),
-          UpdateExpression: `SET #services[${index}].kms_key_arn = :arn`,
-          ConditionExpression: 'attribute_exists(#services)',
-          ExpressionAttributeNames: { '#services': 'services' },
-          ExpressionAttributeValues: { ':arn': s(keyArn) },
-        },
-        options,
-      );
-    } catch (error) {
-      throw storeFailure('create journal update failed', error);
-    }
+  async noteKey(intent: CreateIntent, options?: CallOptions): Promise<void> {
+    // The whole intent again (PutItem, as begin): the admin role has no UpdateItem on the services table.
+    await this.begin(intent, options);
   }
 
   async end(id: string, options?: CallOptions): Promise<void> {

@@ -144,7 +144,7 @@ export class ServiceCreation {
         const kms = await this.provisionKms(input.name, config, kmsKeyArn, async (keyArn) => {
           // Known from here on: an undo (now, or after a cut-off) schedules its deletion unless it is in use.
           (services[index] as PlannedService).kmsKeyArn = keyArn;
-          await this.deps.journal?.noteKey(intentId, index, keyArn, options);
+          await this.deps.journal?.noteKey({ id: intentId, services, expiresAt }, options);
         });
         const timestamp = new Date(this.deps.now()).toISOString();
         const record: ServiceRecord = {

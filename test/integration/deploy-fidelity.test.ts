@@ -13,7 +13,9 @@
  * their web identity tokens from the local STS (local/sts-server.ts), through a recording proxy too: its calls are
  * checked against the role's conditioned sts:GetWebIdentityToken statement (audience, algorithm, duration). The
  * scheduled refresh bundle runs once as well: its store calls are checked the same way, and the gauge it emits
- * must be the metric the template's certificate-expiry alarm watches.
+ * must be the metric the template's certificate-expiry alarm watches. KMS is behind a recording proxy too: the calls
+ * on kms_certificate signing keys (create, certificate and assertion signatures, retirement) are checked against the
+ * roles' tag- and algorithm-conditioned statements.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -67,6 +69,8 @@ const SHARED_SECRETS = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:share
 const FEDERATED_SERVICE = 'fidelity-federated';
 /** A service with an imported certificate, whose days left the scheduled refresh reports. */
 const CERTIFICATE_SERVICE = 'fidelity-certificate';
+/** A service whose certificate the broker issues for a KMS key it creates (kms_certificate). */
+const KMS_SERVICE = 'fidelity-kms';
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** What `aws iam enable-outbound-web-identity-federation` would have printed for this account. */
 const FEDERATION_ISSUER = 'https://7c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f.tokens.sts.global.api.aws';
@@ -95,7 +99,7 @@ let current: BundleName | undefined;
  */
 async function startRecordingProxy(
   upstream: string,
-  service: 'dynamodb' | 'secretsmanager' | 'sts',
+  service: 'dynamodb' | 'secretsmanager' | 'sts' | 'kms',
 ): Promise<Server> {
   const target = new URL(upstream);
   const server = createServer((req, res) => {
@@ -103,6 +107,10 @@ async function startRecordingProxy(
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
+      if (service === 'kms') {
+        forwardRecordingSigningKeyCalls(target, req, res, raw);
+        return;
+      }
       if (service === 'sts') {
         const form = new URLSearchParams(raw.toString('utf8'));
         const audiences = [...form.entries()]
@@ -148,6 +156,79 @@ async function startRecordingProxy(
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
+}
+
+/** What IAM knows about a signing key when it evaluates a call on it: its tags, spec and usage. */
+const signingKeys = new Map<string, { tags: Record<string, string>; spec: string; usage: string }>();
+/** The KMS operations on the asymmetric signing keys of kms_certificate services. */
+const SIGNING_KEY_OPERATIONS = ['CreateKey', 'DescribeKey', 'GetPublicKey', 'Sign', 'ScheduleKeyDeletion'];
+
+/**
+ * KMS: forwards every call, and records the calls on signing keys with the condition keys IAM evaluates for them
+ * (CreateKey: aws:RequestTag/*, aws:TagKeys, kms:KeySpec, kms:KeyUsage, and the TagResource it implies; on a key:
+ * aws:ResourceTag/*, kms:KeySpec, kms:KeyUsage, and kms:SigningAlgorithm for Sign). The token-sealing data key calls
+ * (GenerateDataKey, Decrypt under an encryption context) are forwarded without being recorded.
+ */
+function forwardRecordingSigningKeyCalls(
+  target: URL,
+  req: import('node:http').IncomingMessage,
+  res: import('node:http').ServerResponse,
+  raw: Buffer,
+): void {
+  const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? 'unknown';
+  const body = (raw.length > 0 ? JSON.parse(raw.toString('utf8')) : {}) as Json;
+  const fn = current ?? 'outside';
+  const forward = httpRequest(
+    { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+    (upstreamRes) => {
+      const answer: Buffer[] = [];
+      upstreamRes.on('data', (c: Buffer) => answer.push(c));
+      upstreamRes.on('end', () => {
+        const out = Buffer.concat(answer);
+        if (SIGNING_KEY_OPERATIONS.includes(operation) && (upstreamRes.statusCode ?? 500) < 300) {
+          recordSigningKeyCall(fn, operation, body, JSON.parse(out.toString('utf8') || '{}') as Json);
+        }
+        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        res.end(out);
+      });
+    },
+  );
+  forward.on('error', (error) => res.destroy(error));
+  forward.end(raw);
+}
+
+function recordSigningKeyCall(fn: BundleName | 'outside', operation: string, body: Json, answer: Json): void {
+  if (operation === 'CreateKey') {
+    const tags = Object.fromEntries(
+      asArray(body.Tags as Array<{ TagKey: string; TagValue: string }>).map((t) => [t.TagKey, t.TagValue]),
+    );
+    const arn = (answer.KeyMetadata as { Arn: string }).Arn;
+    signingKeys.set(arn, { tags, spec: String(body.KeySpec), usage: String(body.KeyUsage) });
+    const context = {
+      ...Object.fromEntries(Object.entries(tags).map(([k, v]) => [`aws:RequestTag/${k}`, v])),
+      'aws:TagKeys': Object.keys(tags),
+      'kms:KeySpec': String(body.KeySpec),
+      'kms:KeyUsage': String(body.KeyUsage),
+    };
+    calls.push({ fn, action: 'kms:CreateKey', target: '*', body, context });
+    // CreateKey with Tags is also authorized as TagResource on the new key.
+    calls.push({ fn, action: 'kms:TagResource', target: arn, body, context });
+    return;
+  }
+  const key = signingKeys.get(String(body.KeyId));
+  if (!key) return;
+  calls.push({
+    fn,
+    action: `kms:${operation}`,
+    target: String(body.KeyId),
+    body,
+    context: {
+      ...Object.fromEntries(Object.entries(key.tags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])),
+      'kms:KeySpec': key.spec,
+      'kms:KeyUsage': key.usage,
+      ...(operation === 'Sign' ? { 'kms:SigningAlgorithm': String(body.SigningAlgorithm) } : {}),
+    },
+  });
 }
 
 function addressedResources(service: 'dynamodb' | 'secretsmanager', body: Json): string[] {
@@ -235,6 +316,7 @@ let dynamoProxy: Server;
 let secretsProxy: Server;
 let sts: RunningStsServer | undefined;
 let stsProxy: Server;
+let kmsProxy: Server;
 let federationSubject: string;
 let resources: Record<string, { Type: string; Properties: Json }>;
 const handlers = {} as Record<BundleName, Handler>;
@@ -359,6 +441,7 @@ beforeAll(async () => {
   entraProxy = await startConnectProxy();
   dynamoProxy = await startRecordingProxy(dynamoDbLocalEndpoint(), 'dynamodb');
   secretsProxy = await startRecordingProxy(secrets.url, 'secretsmanager');
+  kmsProxy = await startRecordingProxy(kms.url, 'kms');
 
   // Synthesize as `cdk synth` does; the emulator's host is allowed through context, like any authority host.
   const { stack, assembly } = synthesizeBroker(
@@ -457,7 +540,7 @@ beforeAll(async () => {
       AWS_SECRET_ACCESS_KEY: 'local',
       AWS_ENDPOINT_URL_DYNAMODB: urlOf(dynamoProxy),
       AWS_ENDPOINT_URL_SECRETS_MANAGER: urlOf(secretsProxy),
-      AWS_ENDPOINT_URL_KMS: (kms as { url: string }).url,
+      AWS_ENDPOINT_URL_KMS: urlOf(kmsProxy),
       AWS_ENDPOINT_URL_STS: urlOf(stsProxy),
     });
     const assetDir = assetDirs.get((props.Code as { S3Key: string }).S3Key) as string;
@@ -480,6 +563,7 @@ afterAll(async () => {
     secretsProxy && closeServer(secretsProxy),
     sts?.close(),
     stsProxy && closeServer(stsProxy),
+    kmsProxy && closeServer(kmsProxy),
   ]);
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
@@ -702,6 +786,59 @@ describe('the bundles cdk deploy would upload, with the environment the template
     for (const d of alarm.Dimensions) expect(emitted?.[d.Name]).toBe(d.Value);
   });
 
+  it('serves tokens for a kms_certificate service: the admin bundle creates and rotates its key, the token bundle signs', async () => {
+    const post = (resource: string, pathName: string, body?: unknown, name?: string) =>
+      invoke(
+        'admin',
+        apiGatewayEvent({
+          method: 'POST',
+          resource,
+          path: pathName,
+          body,
+          ...(name ? { pathParameters: { name } } : {}),
+        }),
+      );
+    const created = await post(ADMIN_RESOURCE, ADMIN_RESOURCE, {
+      name: KMS_SERVICE,
+      config: { ...emulatorConfig(), credential_type: 'kms_certificate' },
+    });
+    const createdConfig = created.body.config as Json;
+    emulator.addCertificate(CLIENT_ID, { pem: createdConfig.certificate as string });
+    const first = await invoke('token', tokenEvent('GET', KMS_SERVICE));
+    const next = await post(
+      `${ADMIN_RESOURCE}/{name}/certificate`,
+      `${ADMIN_RESOURCE}/${KMS_SERVICE}/certificate`,
+      undefined,
+      KMS_SERVICE,
+    );
+    emulator.addCertificate(CLIENT_ID, { pem: next.body.certificate as string });
+    const switched = await invoke(
+      'admin',
+      apiGatewayEvent({
+        method: 'PATCH',
+        resource: `${ADMIN_RESOURCE}/{name}`,
+        path: `${ADMIN_RESOURCE}/${KMS_SERVICE}`,
+        pathParameters: { name: KMS_SERVICE },
+        body: { config: { active_certificate: next.body.certificate_thumbprint_sha256 } },
+      }),
+    );
+    const second = await invoke('token', tokenEvent('POST', KMS_SERVICE));
+    const kmsCalls = calls.filter((c) => c.action.startsWith('kms:'));
+
+    expect([created.status, first.status, next.status, switched.status, second.status]).toEqual([
+      201, 200, 201, 200, 200,
+    ]);
+    expect(kmsCalls.filter((c) => c.action === 'kms:CreateKey').map((c) => c.fn)).toEqual(['admin', 'admin']);
+    expect(
+      new Set(
+        kmsCalls.filter((c) => c.action === 'kms:Sign').map((c) => `${c.fn} ${c.body.SigningAlgorithm}`),
+      ),
+    ).toEqual(new Set(['admin RSASSA_PKCS1_V1_5_SHA_256', 'token RSASSA_PSS_SHA_256']));
+    expect(kmsCalls.filter((c) => c.action === 'kms:ScheduleKeyDeletion').map((c) => c.fn)).toEqual([
+      'admin',
+    ]);
+  });
+
   it("allows every store call each bundle made in that function's role policy", () => {
     const denied: string[] = [];
     for (const fn of ['admin', 'token', 'refresh'] as const) {
@@ -743,6 +880,7 @@ describe('the bundles cdk deploy would upload, with the environment the template
     expect(calls.filter((c) => c.fn === 'admin').length).toBeGreaterThan(0);
     expect(calls.filter((c) => c.fn === 'refresh').length).toBeGreaterThan(0);
     expect(calls.filter((c) => c.action === 'sts:GetWebIdentityToken')).not.toEqual([]);
+    expect(calls.filter((c) => c.action === 'kms:Sign').length).toBeGreaterThan(1);
     expect(denied).toEqual([]);
   });
 
