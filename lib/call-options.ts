@@ -14,10 +14,5 @@ export interface CallOptions {
   deadline?: number;
 }
 
-/** The AWS SDK `send` options for a call (for adapters on an SDK client): the abort signal, when there is one. */
-export function sendOptions(options: CallOptions | undefined): { abortSignal?: AbortSignal } {
-  return options?.signal ? { abortSignal: options.signal } : {};
-}
-
 /** An AWS answer as the store ports return it: the service's own fields, without the SDK's response metadata. */
 export type AwsAnswer<T> = Omit<T, '$metadata'>;
