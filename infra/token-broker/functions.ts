@@ -57,8 +57,8 @@ export function lambdaBundling(httpsProxy: string | undefined): nodejs.BundlingO
 /**
  * Whether the functions start with `--enable-source-maps` (stack traces pointing into the TypeScript sources instead
  * of the minified bundle). Off, by measurement (`npm run bench`, bench/cold-start.ts, Node 24): the flag makes Node
- * read and parse the bundle's source map at every cold start (386 KB for the token bundle; 64 against 47 ms of
- * module load in the README's run), for stack traces that only 500s log. The maps are still built beside the
+ * read and parse the bundle's source map at every cold start (about 400 KB for the token bundle; 68 against 55 ms
+ * of module load in the README's run), for stack traces that only 500s log. The maps are still built beside the
  * bundles, so a logged stack can be mapped offline.
  */
 export const TOKEN_FUNCTION_SOURCE_MAPS = false;
