@@ -12,6 +12,10 @@ export interface PlannedService {
   managedSecret: boolean;
   /** A KMS key the create made for it (kms_certificate), noted right after CreateKey answered. */
   kmsKeyArn?: string;
+  /**
+   * A rotation's intent (`POST …/certificate`): only the key is undone, never the service (`version` is unused).
+   */
+  keyOnly?: boolean;
 }
 
 /** A create in progress: what it will write, and when the invocation writing it has certainly ended. */
@@ -78,6 +82,7 @@ export class DynamoDbCreateJournal implements CreateJournal {
                   version: s(p.version),
                   managed_secret: { BOOL: p.managedSecret },
                   ...(p.kmsKeyArn ? { kms_key_arn: s(p.kmsKeyArn) } : {}),
+                  ...(p.keyOnly ? { key_only: { BOOL: true } } : {}),
                 },
               })),
             },
@@ -131,6 +136,7 @@ export class DynamoDbCreateJournal implements CreateJournal {
               version: entry.M?.version?.S ?? '',
               managedSecret: entry.M?.managed_secret?.BOOL === true,
               ...(entry.M?.kms_key_arn?.S ? { kmsKeyArn: entry.M.kms_key_arn.S } : {}),
+              ...(entry.M?.key_only?.BOOL ? { keyOnly: true } : {}),
             })),
           });
         }

@@ -2,13 +2,16 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { CallOptions } from './call-options';
 import type { KmsCredential, KmsSigningKey } from './credentials/kms-credential-config';
 import { NotFoundError, PreconditionFailedError, ValidationError } from './errors';
-import { KmsCertificates } from './kms-certificates';
+import type { KmsCertificates } from './kms-certificates';
 import type { ServiceRecord, StoredCertificate } from './service-config';
+import type { ServiceCreation } from './service-create';
 import type { ServiceRegistry } from './service-registry';
 
 export interface KmsCertificateRotationDependencies {
   registry: ServiceRegistry;
   kms: KmsCertificates;
+  /** Runs the rotation's key under a create-journal intent (ServiceCreation.rotateKey). */
+  creation: ServiceCreation;
   logger: Logger;
   now: () => number;
   newId: () => string;
@@ -54,23 +57,24 @@ export class KmsCertificateRotation {
         `service "${name}" does not use credential_type "kms_certificate": only the broker's own certificates are issued here`,
       );
     }
-    const next = await this.deps.kms.provision(name, KmsCertificates.rotationRequest(current.config));
+    const { active } = current.kms;
     const version = this.deps.newId();
-    try {
-      await this.deps.registry.replace(
-        {
-          ...current,
-          kms: { active: current.kms.active, next },
-          version,
-          updated_at: new Date(this.deps.now()).toISOString(),
-        },
-        current.version,
-        options,
-      );
-    } catch (error) {
-      await this.deps.kms.retire(next, name);
-      throw error;
-    }
+    const next = await this.deps.creation.rotateKey(
+      name,
+      current.config,
+      (key) =>
+        this.deps.registry.replace(
+          {
+            ...current,
+            kms: { active, next: key },
+            version,
+            updated_at: new Date(this.deps.now()).toISOString(),
+          },
+          current.version,
+          options,
+        ),
+      options,
+    );
     if (current.kms.next) await this.deps.kms.retire(current.kms.next, name);
     this.deps.logger.info('audit: next certificate issued', {
       serviceName: name,

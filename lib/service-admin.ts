@@ -95,6 +95,7 @@ export class ServiceAdministration {
       this.rotation = new KmsCertificateRotation({
         ...deps,
         kms: deps.kms,
+        creation: this.creation,
         now: this.now,
         newId: this.newId,
       });
@@ -357,12 +358,14 @@ export class ServiceAdministration {
   }
 
   /** Issues the next certificate of a kms_certificate service, with a new key (KmsCertificateRotation.issueNext). */
-  issueNextCertificate(
+  async issueNextCertificate(
     name: string,
     ifMatch?: string,
     options: CallOptions = {},
   ): Promise<IssuedCertificate> {
     if (!this.rotation) throw new ValidationError('certificates are issued only by the admin API');
+    // Rotations (and creates) cut off earlier are undone first, as create() does.
+    await this.creation.undoInterrupted(options);
     return this.rotation.issueNext(name, ifMatch, options);
   }
 

@@ -2,6 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { type AuthorityPolicy, tokenEndpointFor } from './authority';
 import type { CallOptions } from './call-options';
 import type { CreateJournal, PlannedService } from './create-journal';
+import type { KmsSigningKey } from './credentials/kms-credential-config';
 import { ConflictError, DeadlineExceededError, ValidationError } from './errors';
 import { KmsCertificates } from './kms-certificates';
 import type { SecretStore } from './secret-store';
@@ -223,7 +224,68 @@ export class ServiceCreation {
     return (await Promise.all(services.map((s) => this.undoOne(s)))).every(Boolean);
   }
 
+  /**
+   * Issues the next certificate of a kms_certificate service (a new key) under a journal intent, and has `write`
+   * store the record that names it. Should the invocation be cut off after CreateKey and before the write, the
+   * intent (`keyOnly`: the service itself is never touched) has a later undo retire the key unless a record uses
+   * it. Should `write` fail, the key is retired at once.
+   */
+  async rotateKey(
+    name: string,
+    config: ServiceRecord['config'],
+    write: (key: KmsSigningKey) => Promise<void>,
+    options: CallOptions = {},
+  ): Promise<KmsSigningKey> {
+    const kms = this.deps.kms as KmsCertificates;
+    const planned: PlannedService = { name, version: 'rotation', managedSecret: false, keyOnly: true };
+    const expiresAt = (options.deadline ?? this.deps.now() + INTENT_DEFAULT_WINDOW_MS) + INTENT_GRACE_MS;
+    const intent = { id: this.deps.newId(), services: [planned], expiresAt };
+    await this.deps.journal?.begin(intent, options);
+    // A failure here has retired the key already (provision); the intent stays for a later undo to confirm.
+    const key = await kms.provision(name, KmsCertificates.rotationRequest(config), async (keyArn) => {
+      planned.kmsKeyArn = keyArn;
+      await this.deps.journal?.noteKey(intent, options);
+    });
+    try {
+      await write(key);
+    } catch (error) {
+      await kms.retire(key, name);
+      throw error;
+    }
+    await this.deps.journal?.end(intent.id).catch((error: unknown) => {
+      // The key is in use: a later undo finds it so and only removes the intent.
+      this.deps.logger.warn('rotation intent not removed; a later create removes it', {
+        intentId: intent.id,
+        error,
+      });
+    });
+    return key;
+  }
+
+  /** A rotation's key: retired unless the service's record uses it (the record itself is never touched). */
+  private async undoKeyOnly(planned: PlannedService): Promise<boolean> {
+    if (planned.kmsKeyArn === undefined) return true;
+    let current: ServiceRecord | undefined;
+    try {
+      current = await this.deps.registry.get(planned.name);
+    } catch (error) {
+      this.deps.logger.error('rollback: key kept, its service could not be read', {
+        serviceName: planned.name,
+        keyArn: planned.kmsKeyArn,
+        error,
+      });
+      return false;
+    }
+    if ([current?.kms?.active, current?.kms?.next].some((k) => k?.keyArn === planned.kmsKeyArn)) return true;
+    const retired = await this.deps.kms?.retire(
+      { keyArn: planned.kmsKeyArn, keyCreated: true },
+      planned.name,
+    );
+    return retired !== false;
+  }
+
   private async undoOne(planned: PlannedService): Promise<boolean> {
+    if (planned.keyOnly) return this.undoKeyOnly(planned);
     const secretName = this.deps.credentials.managedSecretName(planned.name, planned.version);
     let secretInUse = false;
     let keyInUse = false;

@@ -144,3 +144,50 @@ it('schedules the deletion of the new key when a rotation fails after CreateKey,
   const read = await h.admin('GET', undefined, { name: 'kms-rot' });
   expect(read.body.config).not.toHaveProperty('next_certificate');
 });
+
+it('has the new key of a rotation cut off after CreateKey scheduled for deletion by a later create, the service kept', async () => {
+  // Prepare: a kms_certificate service, and a broker process whose KMS answers CreateKey and then hangs; the
+  // process is killed as soon as the next KMS call (GetPublicKey, for the certificate) is swallowed
+  const name = 'kms-rot-cut';
+  expect(
+    (
+      await h.admin(
+        'POST',
+        h.serviceBody(name, {}, { client_secret: undefined, credential_type: 'kms_certificate' }),
+      )
+    ).status,
+  ).toBe(201);
+  const before = new Set((await localKeys()).map((k) => k.arn));
+  const rotationHole = await BlackHole.start(h.kms.url);
+  const rotating = await BrokerProcess.start({
+    env: sameDeploymentAs(h, { AWS_ENDPOINT_URL_KMS: rotationHole.url }),
+  });
+  try {
+    rotationHole.silenceAfter(1);
+    const swallowed = rotationHole.nextSwallowed();
+    const pending = rotating
+      .request('POST', `/api/v2/system/service/${name}/certificate`)
+      .catch(() => undefined);
+    await swallowed;
+    rotating.kill();
+    await pending;
+  } finally {
+    rotating.kill();
+    await rotationHole.close();
+  }
+  const created = (await localKeys()).filter((k) => !before.has(k.arn));
+  expect(created).toEqual([{ arn: expect.any(String), state: 'Enabled' }]);
+
+  // Act: the next create, an hour later (every intent has expired by then)
+  await administration(() => Date.now() + 60 * 60_000).create(h.serviceBody('kms-after-rotation-cut'));
+
+  // Assess: the orphan key is retired, the service and its active key are untouched
+  expect((await localKeys()).filter((k) => !before.has(k.arn))).toEqual([
+    { arn: created[0]?.arn, state: 'PendingDeletion' },
+  ]);
+  const read = await h.admin('GET', undefined, { name });
+  expect(read.status).toBe(200);
+  expect(read.body.config).not.toHaveProperty('next_certificate');
+  // The active key still signs: Entra (the emulator) refuses only because its certificate is not registered.
+  expect((await h.token('GET', name)).body.error.message).toMatch(/^AADSTS700027: /);
+}, 60_000);
