@@ -14,9 +14,14 @@ import {
   KMSClient,
   ListResourceTagsCommand,
 } from '@aws-sdk/client-kms';
+import { certificateExpiries } from '../../lib/certificate-expiry';
 import { KMS_KEY_DELETION_WINDOW_DAYS } from '../../lib/kms-certificates';
+import type { ServiceRecord } from '../../lib/service-config';
+import { DynamoDbServiceRegistry } from '../../lib/service-registry';
 import { apiGatewayEvent } from '../fixtures/apigw-event';
+import { brokerDynamoDb } from '../fixtures/broker-aws';
 import { BrokerHarness, type CallResult } from '../fixtures/broker-harness';
+import { dynamoDbLocalEndpoint } from '../fixtures/dynamodb';
 import { registerSensitiveValue } from '../fixtures/log-redaction';
 
 const DAY_MS = 86_400_000;
@@ -170,6 +175,20 @@ describe('creating a kms_certificate service', () => {
     expectNoPrivateMaterial(created, read, list);
     for (const line of await registerLocalPrivateKeys()) {
       for (const r of [created, read, list]) expect(r.raw).not.toContain(line);
+    }
+  });
+
+  it('gives the certificate-expiry gauge the certificate’s days left, from the stored record', async () => {
+    const store = brokerDynamoDb(dynamoDbLocalEndpoint());
+    try {
+      const registry = new DynamoDbServiceRegistry({ client: store, tableName: h.tables.servicesTable });
+      const record = await registry.get('kms-graph');
+      const notAfter = created.body.config.certificate_not_after as string;
+      expect(certificateExpiries([record as ServiceRecord], Date.parse(notAfter) - 29.5 * DAY_MS)).toEqual([
+        { service: 'kms-graph', notAfter, daysLeft: 29 },
+      ]);
+    } finally {
+      store.destroy();
     }
   });
 
