@@ -8,6 +8,7 @@ import { EntraDelegatedClient } from '../lib/authorization-code/entra-delegated-
 import { KmsUserSecretSealer } from '../lib/authorization-code/sealer';
 import { DynamoDbUserGrantStore } from '../lib/authorization-code/user-grants';
 import { UserTokenFlow } from '../lib/authorization-code/user-token-flow';
+import { KmsSigningKeys } from '../lib/credentials/kms-signing-keys';
 import { EntraRetryPolicy } from '../lib/entra-retry-policy';
 import { METRICS_NAMESPACE, type MetricsSink } from '../lib/metrics';
 import { DynamoDbRefreshCoordinator } from '../lib/refresh-coordinator';
@@ -82,6 +83,10 @@ export function createDelegatedRuntime(): DelegatedRuntime {
       }),
       ttlMs: 5 * 60_000,
     }),
+    // kms_certificate services: kms:Sign for the client assertions of code and refresh-token redemptions.
+    credentialSources: {
+      signingKeys: new KmsSigningKeys(clients.kmsSigning, { brokerId: env.TOKEN_BROKER_INSTANCE_ID }),
+    },
     logger,
   });
   const userTokens = new UserTokenFlow({

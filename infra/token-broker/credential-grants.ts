@@ -45,13 +45,15 @@ export function grantCredentials(
   functions: BrokerFunctions,
   props: ResolvedBrokerProps,
 ): { federationSubject?: string } {
-  const { tokenFunction, refreshFunction, adminFunction } = functions;
+  const { tokenFunction, refreshFunction, adminFunction, delegatedFunction } = functions;
   const brokerId = props.namePrefix;
   grantSigningKeyAdministration(adminFunction, brokerId);
   const fetching = refreshFunction ? [tokenFunction, refreshFunction] : [tokenFunction];
   // One grant per role: with federation, the refresh function runs as the token function's role.
   const byRole = new Map(fetching.map((fn) => [fn.role, fn]));
   for (const fn of byRole.values()) grantAssertionSigning(fn, brokerId);
+  // The authorization code flow authenticates its code and refresh-token redemptions the same way.
+  grantAssertionSigning(delegatedFunction, brokerId);
   if (props.federation === undefined) return {};
   if (byRole.size !== 1)
     throw new Error('TokenBroker: with federation, token and refresh functions share a role');

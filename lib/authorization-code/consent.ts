@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import * as oauth from 'oauth4webapi';
 import { type AuthorityPolicy, tokenEndpointFor } from '../authority';
-import { credentialOf } from '../credentials/service-credential';
+import { type CredentialSources, credentialOf } from '../credentials/service-credential';
 import {
   ConsentFailedError,
   GrantNotEnabledError,
@@ -36,6 +36,8 @@ export interface ConsentFlowDependencies {
   entra: EntraDelegatedClient;
   authority: AuthorityPolicy;
   credentials: SecretCache;
+  /** Credentials other than stored secrets: the KMS keys of kms_certificate services (none: stored secrets only). */
+  credentialSources?: CredentialSources;
   logger: Logger;
   now?: () => number;
 }
@@ -119,8 +121,11 @@ export class ConsentFlow {
     return {
       tokenEndpoint,
       clientId: service.config.client_id,
-      // Client secrets and certificates; a federated service would need the token sources of the token flow.
-      credential: await credentialOf(service, this.deps.credentials, {}, { fresh: options.fresh ?? false }),
+      // Client secrets, imported certificates and KMS-held keys. Federated services are not served here: the
+      // delegated function's role is not the subject their federated credential trusts (see README).
+      credential: await credentialOf(service, this.deps.credentials, this.deps.credentialSources ?? {}, {
+        fresh: options.fresh ?? false,
+      }),
     };
   }
 

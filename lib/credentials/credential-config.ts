@@ -33,6 +33,7 @@ export interface CredentialFields {
   kms_key_arn?: string;
   key_spec?: string;
   certificate_validity_days?: number;
+  grant_type?: string;
 }
 
 /**
@@ -44,6 +45,15 @@ export const credentialChoice =
   (config: CredentialFields, ctx: z.RefinementCtx): void => {
     const type = config.credential_type ?? 'client_secret';
     const present = (field: string) => (config as Record<string, unknown>)[field] !== undefined;
+    if (type === 'federated' && config.grant_type === 'authorization_code') {
+      // The delegated function's role is not the subject a federated credential trusts (one subject per broker).
+      ctx.addIssue({
+        code: 'custom',
+        path: ['credential_type'],
+        message:
+          '"federated" serves the client credentials grant only; with grant_type "authorization_code" use client_secret, certificate or kms_certificate',
+      });
+    }
     for (const [other, fields] of Object.entries(FIELDS_OF)) {
       if (other === type) continue;
       for (const field of fields.filter(present)) {
