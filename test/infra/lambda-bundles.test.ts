@@ -14,8 +14,11 @@ const HANDLERS = readdirSync(path.join(ROOT, 'functions')).filter((f) => f.endsW
 /** Packages only the client and the CLI import. */
 const CLIENT_ONLY_PACKAGES = ['@aws-sdk/credential-providers', '@aws-crypto/sha256-js', 'tsx'];
 
-/** The files esbuild builds a handler's bundle from, as the default stack bundles it (no HTTPS proxy). */
-async function bundledInputs(file: string): Promise<string[]> {
+/**
+ * The files esbuild builds a handler's bundle from (as NodejsFunction bundles it), leaving out the modules named
+ * in `external`.
+ */
+async function bundleInputs(file: string, external: readonly string[] = []): Promise<string[]> {
   const { metafile } = await build({
     entryPoints: [path.join(ROOT, 'functions', file)],
     bundle: true,
@@ -24,10 +27,13 @@ async function bundledInputs(file: string): Promise<string[]> {
     write: false,
     metafile: true,
     logLevel: 'silent',
-    external: [...(lambdaBundling(undefined).externalModules ?? [])],
+    external: [...external],
   });
   return Object.keys(metafile.inputs);
 }
+
+/** The files esbuild builds a handler's bundle from, as the default stack bundles it (no HTTPS proxy). */
+const bundledInputs = (file: string) => bundleInputs(file, lambdaBundling(undefined).externalModules ?? []);
 
 /**
  * Packages the token function must not carry (README, "Performance"): its cold start compiles the whole bundle,
@@ -52,16 +58,7 @@ describe('Lambda bundles', () => {
   it.each(HANDLERS.filter((f) => !['config.ts', 'runtime.ts'].includes(f)))(
     'functions/%s bundles nothing of the client library or the CLI',
     async (file) => {
-      const { metafile } = await build({
-        entryPoints: [path.join(ROOT, 'functions', file)],
-        bundle: true,
-        platform: 'node',
-        format: 'cjs',
-        write: false,
-        metafile: true,
-        logLevel: 'silent',
-      });
-      const inputs = Object.keys(metafile.inputs);
+      const inputs = await bundleInputs(file);
       expect(inputs.some((i) => i.startsWith('functions/'))).toBe(true);
       expect(inputs.filter((i) => /^(client|cli|bin)\//.test(i))).toEqual([]);
       expect(
@@ -70,20 +67,6 @@ describe('Lambda bundles', () => {
     },
   );
 });
-
-/** The files esbuild builds a handler's bundle from (as NodejsFunction bundles it). */
-async function bundleInputs(file: string): Promise<string[]> {
-  const { metafile } = await build({
-    entryPoints: [path.join(ROOT, 'functions', file)],
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    write: false,
-    metafile: true,
-    logLevel: 'silent',
-  });
-  return Object.keys(metafile.inputs);
-}
 
 /** The certificate issuer of kms_certificate services and the X.509 stack it brings. */
 const issuerCode = (inputs: readonly string[]) =>
