@@ -6,6 +6,7 @@ import { DynamoDbTokenCache } from '../../lib/token-cache';
 import { KmsEnvelopeEncryption } from '../../lib/token-encryption';
 import { BlackHole } from '../fixtures/black-hole';
 import { brokerDynamoDb, brokerKms, brokerSecretsManager } from '../fixtures/broker-aws';
+import { rejectionOf } from '../fixtures/rejection';
 
 /**
  * Every AWS call has a bounded time (issue 9 §1). Each adapter runs on the clients the handlers use
@@ -14,16 +15,6 @@ import { brokerDynamoDb, brokerKms, brokerSecretsManager } from '../fixtures/bro
  */
 
 const SERVICE = { service: 'hang', version: 'v1', scope: 'https://graph.microsoft.com/.default' };
-
-/** What `promise` rejected with (fails the test if it resolved). */
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
 
 let hole: BlackHole;
 beforeEach(async () => {

@@ -9,6 +9,7 @@ import {
   runtimeLikeDynamoDbClient,
   VAULT,
 } from '../fixtures/flow-test-bed';
+import { rejectionOf } from '../fixtures/rejection';
 
 /**
  * A token request has a budget, passed into lib as data (issue 9 §1): the handler's AbortSignal and deadline
@@ -17,16 +18,6 @@ import {
  * proxy where DynamoDB must hang), the embedded Secrets Manager server and the Entra emulator; waits go through an
  * injected clock.
  */
-
-/** What `promise` rejected with (fails the test if it resolved). */
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
 
 let bed: FlowTestBed;
 let n = 0;

@@ -10,6 +10,7 @@ import {
   recordingSleep,
   type TestApp,
 } from '../fixtures/flow-test-bed';
+import { rejectionOf } from '../fixtures/rejection';
 
 /**
  * Upstream resilience of the client credentials flow against the Entra emulator's fault modes: retries within a
@@ -57,16 +58,6 @@ describe('Entra failures', () => {
     const before = bed.emulator.tokenRequestCount;
     await act();
     return bed.emulator.tokenRequestCount - before;
-  }
-
-  /** What `promise` rejected with (fails the test if it resolved). */
-  async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-    try {
-      await promise;
-    } catch (error) {
-      return error;
-    }
-    throw new Error('expected a rejection');
   }
 
   describe('retries', () => {
