@@ -12,6 +12,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import { DEFAULT_FEDERATION_AUDIENCE, WEB_IDENTITY_TOKEN_SECONDS } from '../../lib/credentials/federated';
+import { KMS_KEY_SPECS } from '../../lib/credentials/kms-credential-config';
 import { BROKER_INSTANCE_TAG, BROKER_KEY_TAG } from '../../lib/credentials/kms-tags';
 import type { BrokerFunctions } from './functions';
 import { asCdkNagRenders } from './permissions';
@@ -22,8 +23,6 @@ export const FEDERATION_ISSUER_VARIABLE = 'TOKEN_BROKER_FEDERATION_ISSUER';
 export const FEDERATION_SUBJECT_VARIABLE = 'TOKEN_BROKER_FEDERATION_SUBJECT';
 export const FEDERATION_AUDIENCES_VARIABLE = 'TOKEN_BROKER_FEDERATION_AUDIENCES';
 
-/** The key specs the admin function may create (lib/credentials/kms-signing-keys.ts SigningKeySpec). */
-export const SIGNING_KEY_SPECS = ['RSA_2048', 'RSA_3072'] as const;
 /** kms:Sign for client assertions (PS256): the token-fetching functions. */
 export const ASSERTION_SIGNING_ALGORITHM = 'RSASSA_PSS_SHA_256';
 /** kms:Sign for the self-signed certificates (sha256WithRSAEncryption): the admin function. */
@@ -97,7 +96,7 @@ export function grantSigningKeyAdministration(fn: lambda.Function, brokerId: str
         ...request,
         StringEquals: {
           ...request.StringEquals,
-          'kms:KeySpec': [...SIGNING_KEY_SPECS],
+          'kms:KeySpec': [...KMS_KEY_SPECS],
           'kms:KeyUsage': 'SIGN_VERIFY',
         },
       },
@@ -140,7 +139,7 @@ export function grantSigningKeyAdministration(fn: lambda.Function, brokerId: str
       conditions: {
         StringEquals: {
           ...ownedBy(brokerId),
-          'kms:KeySpec': [...SIGNING_KEY_SPECS],
+          'kms:KeySpec': [...KMS_KEY_SPECS],
           'kms:KeyUsage': 'SIGN_VERIFY',
         },
         Null: { [`aws:ResourceTag/${BROKER_KEY_TAG}`]: 'false' },
