@@ -184,3 +184,50 @@ describe('the AWS JSON client', () => {
     client.destroy();
   });
 });
+
+describe('the AWS JSON client, when the connection drops mid-answer', () => {
+  let cutting: Server;
+  let cuttingUrl: string;
+  let requests: number;
+
+  beforeAll(async () => {
+    // The first answer announces 100 bytes, sends 10 and closes the connection; the next one is whole.
+    cutting = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        requests++;
+        if (requests === 1) {
+          res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0', 'content-length': '100' });
+          res.write('{"Item": {');
+          setImmediate(() => res.socket?.destroy());
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
+        res.end(JSON.stringify({ Items: [] }));
+      });
+    });
+    await new Promise<void>((resolve) => cutting.listen(0, '127.0.0.1', resolve));
+    cuttingUrl = `http://127.0.0.1:${(cutting.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => cutting.close(resolve));
+  });
+  beforeEach(() => {
+    requests = 0;
+  });
+
+  it('fails that attempt and tries again, without waiting for the body timeout', async () => {
+    // A body timeout longer than the test's own: waiting for it would fail the test.
+    const client = new AwsJsonClient({
+      service: DYNAMODB_SERVICE,
+      limits: { ...AWS_CALL_LIMITS.dynamodb, socketTimeoutMs: 600_000 },
+      env: { ...LAMBDA_ENV, AWS_ENDPOINT_URL_DYNAMODB: cuttingUrl },
+    });
+
+    const out = await client.call('Query', {});
+    client.destroy();
+
+    expect(out).toEqual({ Items: [] });
+    expect(requests).toBe(2);
+  });
+});
