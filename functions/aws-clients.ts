@@ -50,8 +50,8 @@ export const AWS_CALL_LIMITS = {
 } as const satisfies Record<string, AwsCallLimits>;
 
 /**
- * The options an AWS SDK client is built with where the broker still uses the SDK (setup in local mode, the
- * credential modules): bounded connection, request and retries, like {@link createAwsClients}.
+ * The options an AWS SDK client is built with where the broker still uses the SDK (local mode's setup of its key
+ * and tables, local/server.ts): bounded connection, request and retries, like {@link createAwsClients}.
  */
 export function awsClientOptions(limits: AwsCallLimits) {
   return {
@@ -94,7 +94,7 @@ const base64 = (value: Uint8Array | undefined): string | undefined =>
   value === undefined ? undefined : Buffer.from(value).toString('base64');
 
 /** The DynamoDB port of lib/dynamodb.ts on a JSON-protocol client: each operation is one call of its name. */
-export function dynamoDbOperations(client: AwsJsonClient): DynamoDbOperations {
+function dynamoDbOperations(client: AwsJsonClient): DynamoDbOperations {
   return {
     getItem: (input, options) => client.call('GetItem', input, options),
     putItem: (input, options) => client.call('PutItem', input, options),
@@ -107,7 +107,7 @@ export function dynamoDbOperations(client: AwsJsonClient): DynamoDbOperations {
 }
 
 /** The KMS port of lib/token-encryption.ts: blobs travel base64 in the JSON protocol, bytes in lib. */
-export function kmsDataKeys(client: AwsJsonClient): KmsDataKeys {
+function kmsDataKeys(client: AwsJsonClient): KmsDataKeys {
   return {
     generateDataKey: async (input, options) => {
       const out = await client.call<{ Plaintext?: string; CiphertextBlob?: string }>(
@@ -129,7 +129,7 @@ export function kmsDataKeys(client: AwsJsonClient): KmsDataKeys {
 }
 
 /** The KMS port of lib/credentials/kms-signing-keys.ts: blobs base64 in the JSON protocol, bytes in lib. */
-export function kmsSigningOperations(client: AwsJsonClient): KmsSigningOperations {
+function kmsSigningOperations(client: AwsJsonClient): KmsSigningOperations {
   return {
     createKey: (input) => client.call('CreateKey', input),
     describeKey: (input) => client.call('DescribeKey', input),
@@ -149,7 +149,7 @@ export function kmsSigningOperations(client: AwsJsonClient): KmsSigningOperation
 }
 
 /** The STS port of lib/credentials/sts-web-identity.ts (AWS Query protocol: members come back as strings). */
-export function stsOperations(client: AwsJsonClient): WebIdentityTokenOperations {
+function stsOperations(client: AwsJsonClient): WebIdentityTokenOperations {
   return {
     getWebIdentityToken: (input, options) => client.call('GetWebIdentityToken', input, options),
   };
@@ -159,7 +159,7 @@ export function stsOperations(client: AwsJsonClient): WebIdentityTokenOperations
  * The Secrets Manager port of lib/secret-store.ts. CreateSecret gets a `ClientRequestToken` unless given (the SDK
  * fills in this idempotency token the same way), so that a retried attempt cannot create a second version.
  */
-export function secretsManagerOperations(client: AwsJsonClient): SecretsManagerOperations {
+function secretsManagerOperations(client: AwsJsonClient): SecretsManagerOperations {
   return {
     createSecret: (input, options) =>
       client.call('CreateSecret', { ClientRequestToken: randomUUID(), ...input }, options),

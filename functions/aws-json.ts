@@ -79,7 +79,7 @@ export interface AwsJsonClientOptions {
 }
 
 /** An error answer of an AWS service, shaped like the SDK's ServiceException. */
-export class AwsServiceError extends Error {
+class AwsServiceError extends Error {
   readonly $fault: 'client' | 'server';
   readonly $metadata: { httpStatusCode: number; requestId?: string; attempts: number };
   constructor(
@@ -138,7 +138,7 @@ const xmlText = (text: string): string =>
   text.replace(/&(lt|gt|amp|quot|apos);/g, (_, e: string) => XML_ENTITIES[e] ?? '');
 
 /** The leaf elements of a Query answer's `<OperationResult>` (or of an `<Error>`), as strings by element name. */
-export function queryResult(xml: string, element: string): Record<string, string> {
+function queryResult(xml: string, element: string): Record<string, string> {
   const body = new RegExp(`<${element}(?:\\s[^>]*)?>([\\s\\S]*)</${element}>`).exec(xml)?.[1] ?? '';
   const leaves: Record<string, string> = {};
   for (const m of body.matchAll(/<([A-Za-z]+)>([^<]*)<\/\1>/g))
