@@ -1,7 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { CallOptions } from './call-options';
 import type { KmsCredential, KmsSigningKey } from './credentials/kms-credential-config';
-import { NotFoundError, PreconditionFailedError, ValidationError } from './errors';
+import { ValidationError } from './errors';
 import type { KmsCertificates } from './kms-certificates';
 import type { ServiceRecord, StoredCertificate } from './service-config';
 import type { ServiceCreation } from './service-create';
@@ -40,18 +40,12 @@ export class KmsCertificateRotation {
   constructor(private readonly deps: KmsCertificateRotationDependencies) {}
 
   /**
-   * Issues the next certificate of a kms_certificate service, for a new key. A pending next certificate it
-   * replaces has its broker-created key scheduled for deletion. The new key is scheduled for deletion again should
-   * the record not be written.
+   * Issues the next certificate of a kms_certificate service (`current`, as read for this write), for a new key. A
+   * pending next certificate it replaces has its broker-created key scheduled for deletion. The new key is
+   * scheduled for deletion again should the record not be written (a concurrent write makes that one fail).
    */
-  async issueNext(name: string, ifMatch?: string, options: CallOptions = {}): Promise<IssuedCertificate> {
-    const current = await this.deps.registry.get(name, options);
-    if (!current) throw new NotFoundError(`service "${name}" does not exist`);
-    if (ifMatch !== undefined && ifMatch !== current.version) {
-      throw new PreconditionFailedError(
-        `service "${name}" has changed since version ${ifMatch}; read it again`,
-      );
-    }
+  async issueNext(current: ServiceRecord, options: CallOptions = {}): Promise<IssuedCertificate> {
+    const { name } = current;
     if (current.config.credential_type !== 'kms_certificate' || !current.kms) {
       throw new ValidationError(
         `service "${name}" does not use credential_type "kms_certificate": only the broker's own certificates are issued here`,

@@ -172,13 +172,7 @@ export class ServiceAdministration {
     if (patch.name !== undefined && patch.name !== name) {
       throw new ValidationError('name: a service cannot be renamed; create a new one and delete this one');
     }
-    const current = await this.deps.registry.get(name, options);
-    if (!current) throw new NotFoundError(`service "${name}" does not exist`);
-    if (ifMatch !== undefined && ifMatch !== current.version) {
-      throw new PreconditionFailedError(
-        `service "${name}" has changed since version ${ifMatch}; read it again`,
-      );
-    }
+    const current = await this.currentAt(name, ifMatch, options);
 
     const { active_certificate: activeThumbprint, kms_key_arn: keyArn, ...patchConfig } = patch.config ?? {};
     if (
@@ -249,13 +243,7 @@ export class ServiceAdministration {
 
   /** Deletes a service, its cached tokens, and its managed secret (restorable for 7 days). */
   async delete(name: string, ifMatch?: string, options: CallOptions = {}): Promise<VersionedView> {
-    const current = await this.deps.registry.get(name, options);
-    if (!current) throw new NotFoundError(`service "${name}" does not exist`);
-    if (ifMatch !== undefined && ifMatch !== current.version) {
-      throw new PreconditionFailedError(
-        `service "${name}" has changed since version ${ifMatch}; read it again`,
-      );
-    }
+    const current = await this.currentAt(name, ifMatch, options);
     // The configuration goes first: from that moment no instance serves the service, whatever happens next.
     await this.deps.registry.delete(name, current.version, options);
     await this.clearQuietly(name);
@@ -263,6 +251,22 @@ export class ServiceAdministration {
     await this.deps.kms?.retireAll(current);
     this.deps.logger.info('audit: service deleted', { serviceName: name, version: current.version });
     return { service: toServiceView(current), version: current.version };
+  }
+
+  /** The service a write starts from: NotFoundError when it does not exist, 412 when `ifMatch` is stale. */
+  private async currentAt(
+    name: string,
+    ifMatch: string | undefined,
+    options: CallOptions,
+  ): Promise<ServiceRecord> {
+    const current = await this.deps.registry.get(name, options);
+    if (!current) throw new NotFoundError(`service "${name}" does not exist`);
+    if (ifMatch !== undefined && ifMatch !== current.version) {
+      throw new PreconditionFailedError(
+        `service "${name}" has changed since version ${ifMatch}; read it again`,
+      );
+    }
+    return current;
   }
 
   private async clearQuietly(name: string): Promise<void> {
@@ -366,7 +370,7 @@ export class ServiceAdministration {
     if (!this.rotation) throw new ValidationError('certificates are issued only by the admin API');
     // Rotations (and creates) cut off earlier are undone first, as create() does.
     await this.creation.undoInterrupted(options);
-    return this.rotation.issueNext(name, ifMatch, options);
+    return this.rotation.issueNext(await this.currentAt(name, ifMatch, options), options);
   }
 
   /** Every service, without secrets. */
