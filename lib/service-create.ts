@@ -108,6 +108,11 @@ export class ServiceCreation {
     return this.deps.credentials.store(name, version, secret, options);
   }
 
+  /** When an intent written now may be undone by another create: after its request has certainly ended. */
+  private intentExpiry(options: CallOptions): number {
+    return (options.deadline ?? this.deps.now() + INTENT_DEFAULT_WINDOW_MS) + INTENT_GRACE_MS;
+  }
+
   /** Refuses to start writing one more service when the request's deadline is too close to finish or undo it. */
   private assertTimeLeft(options: CallOptions): void {
     if (options.deadline === undefined || this.deps.now() + CREATE_STEP_RESERVE_MS <= options.deadline)
@@ -129,7 +134,7 @@ export class ServiceCreation {
       managedSecret: ServiceCredentials.createsManagedSecret(p.secret),
     }));
     const intentId = this.deps.newId();
-    const expiresAt = (options.deadline ?? this.deps.now() + INTENT_DEFAULT_WINDOW_MS) + INTENT_GRACE_MS;
+    const expiresAt = this.intentExpiry(options);
     await this.deps.journal?.begin({ id: intentId, services, expiresAt }, options);
 
     const created: ServiceRecord[] = [];
@@ -238,7 +243,7 @@ export class ServiceCreation {
   ): Promise<KmsSigningKey> {
     const kms = this.deps.kms as KmsCertificates;
     const planned: PlannedService = { name, version: 'rotation', managedSecret: false, keyOnly: true };
-    const expiresAt = (options.deadline ?? this.deps.now() + INTENT_DEFAULT_WINDOW_MS) + INTENT_GRACE_MS;
+    const expiresAt = this.intentExpiry(options);
     const intent = { id: this.deps.newId(), services: [planned], expiresAt };
     await this.deps.journal?.begin(intent, options);
     // A failure here has retired the key already (provision); the intent stays for a later undo to confirm.
@@ -265,30 +270,51 @@ export class ServiceCreation {
   /** A rotation's key: retired unless the service's record uses it (the record itself is never touched). */
   private async undoKeyOnly(planned: PlannedService): Promise<boolean> {
     if (planned.kmsKeyArn === undefined) return true;
-    let current: ServiceRecord | undefined;
+    const current = await this.currentForUndo(planned, 'key', { keyArn: planned.kmsKeyArn });
+    return current !== false && this.retireKeyUnlessUsed(planned, current);
+  }
+
+  /**
+   * The service's record as it is now, for an undo to tell whether the key or secret it would remove is in use;
+   * false (logged, and what would be removed is kept for a later undo) when it cannot be read.
+   */
+  private async currentForUndo(
+    planned: PlannedService,
+    kept: 'key' | 'secret',
+    context: Record<string, unknown>,
+  ): Promise<ServiceRecord | undefined | false> {
     try {
-      current = await this.deps.registry.get(planned.name);
+      return await this.deps.registry.get(planned.name);
     } catch (error) {
-      this.deps.logger.error('rollback: key kept, its service could not be read', {
+      this.deps.logger.error(`rollback: ${kept} kept, its service could not be read`, {
         serviceName: planned.name,
-        keyArn: planned.kmsKeyArn,
+        ...context,
         error,
       });
       return false;
     }
-    if ([current?.kms?.active, current?.kms?.next].some((k) => k?.keyArn === planned.kmsKeyArn)) return true;
-    const retired = await this.deps.kms?.retire(
-      { keyArn: planned.kmsKeyArn, keyCreated: true },
-      planned.name,
-    );
-    return retired !== false;
+  }
+
+  /** Retires the planned service's new key unless `current` uses it (active or pending); true when nothing is left. */
+  private async retireKeyUnlessUsed(
+    planned: PlannedService,
+    current: ServiceRecord | undefined,
+  ): Promise<boolean> {
+    const keyArn = planned.kmsKeyArn;
+    if (
+      keyArn === undefined ||
+      [current?.kms?.active, current?.kms?.next].some((k) => k?.keyArn === keyArn)
+    ) {
+      return true;
+    }
+    return (await this.deps.kms?.retire({ keyArn, keyCreated: true }, planned.name)) !== false;
   }
 
   private async undoOne(planned: PlannedService): Promise<boolean> {
     if (planned.keyOnly) return this.undoKeyOnly(planned);
     const secretName = this.deps.credentials.managedSecretName(planned.name, planned.version);
-    let secretInUse = false;
-    let keyInUse = false;
+    // Undefined once our record is gone: then nothing uses the planned key or secret.
+    let current: ServiceRecord | undefined;
     try {
       // Only our record (this exact version) goes: the write may have been applied even if it reported failure.
       await this.deps.registry.delete(planned.name, planned.version);
@@ -297,28 +323,13 @@ export class ServiceCreation {
         this.deps.logger.error('rollback: service not removed', { serviceName: planned.name, error });
         return false;
       }
-      // Not at our version: never written, someone else's, or changed since. Keep the secret if it is in use.
-      let current: ServiceRecord | undefined;
-      try {
-        current = await this.deps.registry.get(planned.name);
-      } catch (cause) {
-        this.deps.logger.error('rollback: secret kept, its service could not be read', {
-          serviceName: planned.name,
-          secretName,
-          error: cause,
-        });
-        return false;
-      }
-      secretInUse = current?.secret?.arn.includes(`:secret:${secretName}-`) === true;
-      keyInUse = [current?.kms?.active, current?.kms?.next].some((k) => k?.keyArn === planned.kmsKeyArn);
+      // Not at our version: never written, someone else's, or changed since. Keep what it uses.
+      const read = await this.currentForUndo(planned, 'secret', { secretName });
+      if (read === false) return false;
+      current = read;
     }
-    if (planned.kmsKeyArn !== undefined && !keyInUse) {
-      const retired = await this.deps.kms?.retire(
-        { keyArn: planned.kmsKeyArn, keyCreated: true },
-        planned.name,
-      );
-      if (retired === false) return false;
-    }
+    if (!(await this.retireKeyUnlessUsed(planned, current))) return false;
+    const secretInUse = current?.secret?.arn.includes(`:secret:${secretName}-`) === true;
     if (!planned.managedSecret || secretInUse) return true;
     try {
       // By name: the create may have been cut off before CreateSecret's answer (and ARN) arrived.
