@@ -18,6 +18,7 @@ import {
   type ServiceView,
   splitInput,
   toEditableInput,
+  topFieldsOf,
   toServiceView,
 } from './service-config';
 import { type PreparedService, ServiceCreation } from './service-create';
@@ -294,11 +295,7 @@ export class ServiceAdministration {
     }
     const { config, secret, kmsKeyArn } = splitInput(input);
     const desired: ServiceView = {
-      name: input.name,
-      label: input.label ?? input.name,
-      description: input.description ?? '',
-      type: input.type,
-      is_active: input.is_active,
+      ...topFieldsOf(input),
       config: {
         ...config,
         ...(secret && 'clientSecretArn' in secret ? { client_secret_arn: secret.clientSecretArn } : {}),

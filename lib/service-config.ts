@@ -312,6 +312,19 @@ export interface ServiceView {
   };
 }
 
+/** The top-level fields of a service created from validated input: label defaults to the name. */
+export function topFieldsOf(
+  input: ServiceInput,
+): Pick<ServiceRecord, 'name' | 'label' | 'description' | 'type' | 'is_active'> {
+  return {
+    name: input.name,
+    label: input.label ?? input.name,
+    description: input.description ?? '',
+    type: input.type,
+    is_active: input.is_active,
+  };
+}
+
 /** The secret part of validated input: a value to store, an existing secret to use, or nothing (keep). */
 export type SecretInput =
   | { clientSecret: string }

@@ -6,12 +6,13 @@ import type { KmsSigningKey } from './credentials/kms-credential-config';
 import { ConflictError, DeadlineExceededError, ValidationError } from './errors';
 import { KmsCertificates } from './kms-certificates';
 import type { SecretStore } from './secret-store';
-import type {
-  SecretInput,
-  SecretReference,
-  ServiceInput,
-  ServiceRecord,
-  StoredCertificate,
+import {
+  type SecretInput,
+  type SecretReference,
+  type ServiceInput,
+  type ServiceRecord,
+  type StoredCertificate,
+  topFieldsOf,
 } from './service-config';
 import { ServiceCredentials } from './service-credentials';
 import type { ServiceRegistry } from './service-registry';
@@ -154,11 +155,7 @@ export class ServiceCreation {
         });
         const timestamp = new Date(this.deps.now()).toISOString();
         const record: ServiceRecord = {
-          name: input.name,
-          label: input.label ?? input.name,
-          description: input.description ?? '',
-          type: input.type,
-          is_active: input.is_active,
+          ...topFieldsOf(input),
           config,
           // Federated services have no secret at all.
           ...(secret ? { secret: await this.storeSecret(input.name, version, secret, options) } : {}),

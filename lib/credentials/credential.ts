@@ -2,16 +2,14 @@ import type { ClientAuth } from 'oauth4webapi';
 import { StoreError } from '../errors';
 import { certificateCredential } from './certificate';
 import { clientSecretCredential } from './client-secret';
-
-/** The credential types a service can have (`config.credential_type`). */
-export type CredentialType = 'client_secret' | 'certificate' | 'kms_certificate' | 'federated';
+import type { AcceptedCredentialType } from './credential-config';
 
 /**
  * Public facts about a credential, which the broker uses to tell an administrator what to fix when Entra refuses
  * it. Never secret: a certificate's thumbprint and expiry, the issuer/subject/audience a federated token carried.
  */
 export interface CredentialFacts {
-  type: CredentialType;
+  type: AcceptedCredentialType;
   /** base64url SHA-256 of the certificate's DER, as Entra shows it and as `x5t#S256` carries it. */
   certificateThumbprintSha256?: string;
   /** ISO 8601 end of the certificate's validity. */
