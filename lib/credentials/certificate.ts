@@ -19,17 +19,28 @@ export interface CertificateFacts {
 
 const iso = (date: string) => new Date(Date.parse(date)).toISOString();
 
+/** The certificate a PEM string holds; undefined when it is not a PEM X.509 certificate. */
+function parseCertificate(certificatePem: string): X509Certificate | undefined {
+  if (!certificatePem.includes('-----BEGIN CERTIFICATE-----')) return undefined;
+  try {
+    return new X509Certificate(certificatePem);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads the public facts of a PEM certificate; throws a ValidationError naming `field` when it is not one. */
 export function certificateFacts(certificatePem: string, field = 'config.certificate'): CertificateFacts {
-  let certificate: X509Certificate;
-  try {
-    if (!certificatePem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('not PEM');
-    certificate = new X509Certificate(certificatePem);
-  } catch {
+  const certificate = parseCertificate(certificatePem);
+  if (!certificate) {
     throw new ValidationError(`${field}: must be a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)`, {
       context: { field },
     });
   }
+  return factsOf(certificate);
+}
+
+function factsOf(certificate: X509Certificate): CertificateFacts {
   return {
     thumbprintSha256: createHash('sha256').update(certificate.raw).digest('base64url'),
     notBefore: iso(certificate.validFrom),
@@ -84,22 +95,21 @@ export function checkImportedCertificate(
   secretField?: string,
 ): CertificateFacts {
   const names = fieldsOf(secretField);
-  let facts: CertificateFacts;
-  try {
-    facts = certificateFacts(certificatePem);
-  } catch {
+  const certificate = parseCertificate(certificatePem);
+  if (!certificate) {
     throw refused(
       'must be a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)',
       names.certificate,
       names.context,
     );
   }
+  const facts = factsOf(certificate);
   const key = privateKeyOf(privateKeyPem, secretField);
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (key.asymmetricKeyType !== 'rsa' || bits < MIN_RSA_BITS) {
     throw refused(`must be an RSA key of ${MIN_RSA_BITS} bits or more`, names.privateKey, names.context);
   }
-  if (!new X509Certificate(certificatePem).checkPrivateKey(key)) {
+  if (!certificate.checkPrivateKey(key)) {
     const other = secretField === undefined ? names.certificate : "the secret's certificate";
     throw refused(`does not match ${other}`, names.privateKey, names.context);
   }
