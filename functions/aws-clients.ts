@@ -131,7 +131,8 @@ function kmsDataKeys(client: AwsJsonClient): KmsDataKeys {
 /** The KMS port of lib/credentials/kms-signing-keys.ts: blobs base64 in the JSON protocol, bytes in lib. */
 function kmsSigningOperations(client: AwsJsonClient): KmsSigningOperations {
   return {
-    createKey: (input) => client.call('CreateKey', input),
+    // No client token: a retry after a lost answer would create a second key, so one attempt (unless throttled).
+    createKey: (input) => client.call('CreateKey', input, { idempotent: false }),
     describeKey: (input) => client.call('DescribeKey', input),
     scheduleKeyDeletion: (input) => client.call('ScheduleKeyDeletion', input),
     getPublicKey: async (input) => {

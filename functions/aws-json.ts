@@ -19,7 +19,9 @@ import type { AwsCallLimits } from './aws-clients';
  *   response headers, silence while the body arrives; a timeout fails with a `TimeoutError`, the caller's abort
  *   signal with an `AbortError` (lib/errors.ts storeFailure() turns both into a StoreTimeoutError);
  * - `maxAttempts` attempts in all for network failures, timeouts, 5xx and throttling, with jittered backoff; never
- *   after an abort;
+ *   after an abort. An operation that is not idempotent (`idempotent: false`, KMS CreateKey: no client token) is
+ *   retried only when throttled, since a timed-out attempt may have done its work; it waits for its answer as long
+ *   as all attempts of another call would, so its worst case stays the same;
  * - service errors as errors named by the service's error type (`ConditionalCheckFailedException`, ...) with the
  *   SDK's `$fault` and `$metadata`, and the error body's fields (e.g. a ReturnValuesOnConditionCheckFailure item).
  */
@@ -187,17 +189,23 @@ export class AwsJsonClient {
   }
 
   /** Calls `operation` (e.g. `GetItem`) with `input`; resolves with the parsed answer. */
-  async call<T>(operation: string, input: unknown, options: { signal?: AbortSignal } = {}): Promise<T> {
+  async call<T>(
+    operation: string,
+    input: unknown,
+    options: { signal?: AbortSignal; idempotent?: boolean } = {},
+  ): Promise<T> {
     const body =
       this.service.jsonVersion === 'query'
         ? queryBody(operation, this.service.targetPrefix, input)
         : JSON.stringify(input);
+    const once = options.idempotent === false;
+    const headersWithinMs = this.limits.requestTimeoutMs * (once ? this.limits.maxAttempts : 1);
     for (let attempt = 1; ; attempt++) {
-      const outcome = await this.attempt(operation, body, attempt, options.signal);
+      const outcome = await this.attempt(operation, body, attempt, headersWithinMs, options.signal);
       if (outcome.ok) return outcome.body as T;
-      if (!outcome.retryable || attempt >= this.limits.maxAttempts || options.signal?.aborted)
-        throw outcome.error;
       const throttled = THROTTLING.has(outcome.error.name);
+      const retryable = outcome.retryable && (!once || throttled);
+      if (!retryable || attempt >= this.limits.maxAttempts || options.signal?.aborted) throw outcome.error;
       // Full jitter, as the SDK's standard retry strategy (base 100 ms, 500 ms when throttled).
       await new Promise((resolve) =>
         setTimeout(resolve, Math.random() * (throttled ? 500 : 100) * 2 ** (attempt - 1)),
@@ -218,7 +226,13 @@ export class AwsJsonClient {
     };
   }
 
-  private attempt(operation: string, body: string, attempt: number, signal?: AbortSignal): Promise<Attempt> {
+  private attempt(
+    operation: string,
+    body: string,
+    attempt: number,
+    headersWithinMs: number,
+    signal?: AbortSignal,
+  ): Promise<Attempt> {
     const signed = aws4.sign(
       {
         service: this.service.signingName,
@@ -268,7 +282,7 @@ export class AwsJsonClient {
         agent: this.agent,
       });
       signal?.addEventListener('abort', onAbort, { once: true });
-      const awaitHeaders = () => timers.push(timeout('the response', this.limits.requestTimeoutMs));
+      const awaitHeaders = () => timers.push(timeout('the response', headersWithinMs));
       request.on('socket', (socket) => {
         if (!socket.connecting) return awaitHeaders();
         timers.push(timeout('connecting', this.limits.connectionTimeoutMs));

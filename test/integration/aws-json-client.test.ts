@@ -22,7 +22,7 @@ let server: Server;
 let url: string;
 let received: Received[];
 /** The answers still to give, in order; then `{}` with 200. */
-let answers: Array<{ status: number; body: unknown }>;
+let answers: Array<{ status: number; body: unknown; delayMs?: number }>;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -35,11 +35,14 @@ beforeAll(async () => {
         path: req.url ?? '',
       });
       const answer = answers.shift() ?? { status: 200, body: {} };
-      res.writeHead(answer.status, {
-        'content-type': 'application/x-amz-json-1.0',
-        'x-amzn-requestid': 'req-1',
-      });
-      res.end(JSON.stringify(answer.body));
+      setTimeout(() => {
+        if (res.destroyed) return;
+        res.writeHead(answer.status, {
+          'content-type': 'application/x-amz-json-1.0',
+          'x-amzn-requestid': 'req-1',
+        });
+        res.end(JSON.stringify(answer.body));
+      }, answer.delayMs ?? 0);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -168,6 +171,53 @@ describe('the AWS JSON client', () => {
 
     expect(error).toMatchObject({ name: 'InternalServerError', $fault: 'server' });
     expect(received).toHaveLength(4);
+  });
+
+  describe('an operation that is not idempotent (KMS CreateKey)', () => {
+    // Short limits: an answer 300 ms late is a timed-out attempt for an idempotent call.
+    const limits = { connectionTimeoutMs: 1000, requestTimeoutMs: 200, socketTimeoutMs: 200, maxAttempts: 2 };
+    const kms = () =>
+      new AwsJsonClient({ service: KMS_SERVICE, limits, env: { ...LAMBDA_ENV, AWS_ENDPOINT_URL_KMS: url } });
+
+    it('is sent once and waits for a late answer as long as all attempts of another call would', async () => {
+      const client = kms();
+      answers.push({ status: 200, body: { KeyMetadata: { KeyId: 'k1' } }, delayMs: 300 });
+
+      const out = await client.call('CreateKey', {}, { idempotent: false });
+      client.destroy();
+
+      expect(out).toEqual({ KeyMetadata: { KeyId: 'k1' } });
+      expect(received).toHaveLength(1);
+    });
+
+    it('is not tried again after a 5xx or a timeout (it may have created the key), only when throttled', async () => {
+      const client = kms();
+      answers.push({ status: 500, body: { __type: 'KMSInternalException' } });
+      const failed = await client.call('CreateKey', {}, { idempotent: false }).catch((e: unknown) => e);
+      answers.push({ status: 200, body: {}, delayMs: 1000 });
+      const timedOut = await client.call('CreateKey', {}, { idempotent: false }).catch((e: unknown) => e);
+      answers.push(
+        { status: 400, body: { __type: 'ThrottlingException', message: 'slow down' } },
+        { status: 200, body: { KeyMetadata: { KeyId: 'k2' } } },
+      );
+      const throttled = await client.call('CreateKey', {}, { idempotent: false });
+      client.destroy();
+
+      expect(failed).toMatchObject({ name: 'KMSInternalException' });
+      expect(timedOut).toMatchObject({ name: 'TimeoutError' });
+      expect(throttled).toEqual({ KeyMetadata: { KeyId: 'k2' } });
+      expect(received).toHaveLength(4);
+    });
+
+    it('the same late answer makes an idempotent call try again', async () => {
+      const client = kms();
+      answers.push({ status: 200, body: {}, delayMs: 300 }, { status: 200, body: { KeyId: 'k' } });
+
+      await expect(client.call('DescribeKey', {})).resolves.toEqual({ KeyId: 'k' });
+      client.destroy();
+
+      expect(received).toHaveLength(2);
+    });
   });
 
   it('refuses to call without credentials, naming the missing variables', async () => {
