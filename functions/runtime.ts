@@ -101,6 +101,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
           audience: DEFAULT_FEDERATION_AUDIENCE,
         }
       : undefined;
+  // One source per container, built with the runtime (the small STS client costs nothing at cold start).
+  const webIdentity = new StsWebIdentityTokenSource(clients.sts);
   const flow = new ClientCredentialsFlow({
     registry,
     cache,
@@ -115,7 +117,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     // at cold start, so nothing is loaded lazily here. KMS signs for kms_certificate services.
     credentialSources: {
       signingKeys,
-      ...(federation ? { webIdentity: async () => new StsWebIdentityTokenSource(clients.sts) } : {}),
+      ...(federation ? { webIdentity: async () => webIdentity } : {}),
     },
     logger,
     metrics,
